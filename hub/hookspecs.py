@@ -1,0 +1,46 @@
+"""The hooks a genhub plugin may implement.
+
+Each hook receives a ``register`` callback (or the CLI group) and calls it once
+per thing it contributes; see the README's "Write a plugin" section.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from hub.datasets import DatasetSpec
+    from hub.model import ModelFamily, PretrainedModel
+    from hub.sampling import Sampler
+
+hookspec = pluggy.HookspecMarker("genhub")
+hookimpl = pluggy.HookimplMarker("genhub")
+
+
+@hookspec
+def register_models(register: Callable[[ModelFamily], None]) -> None:
+    """Register model families: call ``register(family)`` once per family."""
+
+
+@hookspec
+def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
+    """Register bundled checkpoints, synced into the registry on start."""
+
+
+@hookspec
+def register_samplers(register: Callable[[Sampler], None]) -> None:
+    """Register samplers that any diffusion family can use."""
+
+
+@hookspec
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register offline datasets that models can be trained and evaluated on."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``genhub`` command-line interface."""

@@ -1,0 +1,249 @@
+"""The model interface every family implements.
+
+A *family* (``ModelFamily``) is code: it builds a ``GenerativeModel`` from a typed
+config. A *model* in the registry is a name bound to one family, with numbered
+versions, each a config JSON plus a safetensors artifact of its weights.
+
+Images cross this interface as float tensors in [-1, 1], layout [N, C, H, W];
+2D point data as [N, 2].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
+
+import numpy as np
+import torch
+
+from hub.errors import Cancelled, InvalidArgument
+
+if TYPE_CHECKING:
+    from hub.datasets import Dataset
+    from hub.sampling import SamplerRegistry
+
+C = TypeVar("C", bound="ModelConfig")
+ParamValue = float | int | str | bool
+
+
+@dataclass
+class ModelConfig:
+    """Base of every family's config: a dataclass that round-trips through JSON."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InvalidArgument(
+                "config", f"unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(known)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: C, **overrides: Any) -> C:
+        return type(self).from_dict({**self.to_dict(), **overrides})
+
+
+def per_sample_seeds(seed: int, count: int) -> list[int]:
+    """The seed of each image of a request: image i depends only on (seed, i).
+
+    This is what lets a server batch requests together without changing any
+    request's images.
+    """
+    if seed < 0:
+        raise InvalidArgument("seed", f"must be >= 0, got {seed}")
+    states = [np.random.SeedSequence([seed, i]).generate_state(1, dtype=np.uint64)[0] for i in range(count)]
+    return [int(s & 0x7FFF_FFFF_FFFF_FFFF) for s in states]
+
+
+class NoiseSource:
+    """Gaussian noise drawn per sample from that sample's own generator.
+
+    Row i of every tensor it returns depends only on seed i, so the same seed
+    gives the same image whatever batch it is sampled in.
+    """
+
+    def __init__(self, seeds: list[int], device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """A [N, *shape] standard normal tensor, one generator per row."""
+        rows = [torch.randn(shape, generator=g) for g in self.generators]
+        return torch.stack(rows).to(self.device)
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return self.randn(*x.shape[1:]).to(dtype=x.dtype)
+
+
+@dataclass
+class SampleRequest:
+    """What to sample. One entry of ``seeds`` per output sample."""
+
+    seeds: list[int]
+    sampler: str | None = None  # None: the family's default
+    steps: int | None = None  # None: the family's default
+    eta: float = 0.0  # DDIM stochasticity
+    guidance_scale: float | None = None  # classifier-free guidance, conditional families
+    truncation: float | None = None  # GAN truncation psi
+    class_labels: list[int] | None = None  # one per sample
+    prompts: list[str] | None = None  # one per sample
+    params: dict[str, ParamValue] = field(default_factory=dict)  # family-specific
+    preview_every: int = 0  # 0: no previews in step events
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.seeds)
+
+    @classmethod
+    def from_seed(cls, seed: int, num_samples: int, **kwargs: Any) -> SampleRequest:
+        return cls(seeds=per_sample_seeds(seed, num_samples), **kwargs)
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Progress of one sampling call: ``step`` of ``total`` done."""
+
+    step: int
+    total: int
+    preview: torch.Tensor | None = None  # [N, C, H, W] in [-1, 1], current estimate of the result
+
+
+StepCallback = Callable[[StepEvent], "bool | None"]
+
+
+def report_step(callback: StepCallback | None, event: StepEvent) -> None:
+    """Call a step callback; a callback that returns False stops the loop."""
+    if callback is not None and callback(event) is False:
+        raise Cancelled(f"sampling stopped by the caller at step {event.step} of {event.total}")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    total: int
+    loss: float
+
+
+@dataclass
+class TrainOptions:
+    steps: int
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # one entry per logged interval (mean loss)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GenerativeModel(ABC):
+    """A built model: weights in memory, ready to train or sample."""
+
+    config: ModelConfig
+    output_kind: ClassVar[str] = "image"  # "image" ([N,C,H,W]) or "points" ([N,2])
+
+    @abstractmethod
+    def train(
+        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
+    ) -> TrainResult:
+        """Train in place on ``dataset``; call ``progress`` now and then."""
+
+    @abstractmethod
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        """Return samples, [N, C, H, W] in [-1, 1] (or [N, 2] points); deterministic per seed."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """All weights (and buffers) as a flat dict of tensors, saved as safetensors."""
+
+    @abstractmethod
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Load weights produced by ``state_dict``."""
+
+    def to(self, device: torch.device | str) -> GenerativeModel:
+        """Move to a device; families with modules override this."""
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """Facts a client may want (sample shape, samplers, default steps, conditioning)."""
+        return {}
+
+
+class ModelFamily(ABC):
+    """Code for one kind of model. Registered by a plugin through ``register_models``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def build(self, config: ModelConfig, context: BuildContext) -> GenerativeModel:
+        """A model with fresh (untrained) weights for ``config``."""
+
+    def default_config(self, dataset: Dataset | None = None) -> ModelConfig:
+        """A sensible config, fitted to ``dataset``'s shape where one is given."""
+        return self.config_class()
+
+
+@dataclass
+class BuildContext:
+    """What the hub lends a family when building: other plugins' parts and the registry."""
+
+    samplers: SamplerRegistry
+    load_version: Callable[[str], GenerativeModel] | None = None  # resolve 'name:version' to a loaded model
+
+
+@dataclass
+class PretrainedModel:
+    """A checkpoint shipped inside a plugin; the hub syncs it into the registry on start."""
+
+    name: str  # registry model name, e.g. "ddpm-digits"
+    family: str
+    weights: Path  # safetensors file
+    config: dict[str, Any]
+    dataset: str
+    card: Path | None = None  # markdown model card
+    training: dict[str, Any] = field(default_factory=dict)  # command, seed, steps, wall_time_s, losses
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None  # "name:version" of the model this one was derived from
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> PretrainedModel:
+        """Load ``card.json`` (and ``model.safetensors``, ``card.md``) from a checkpoint folder."""
+        meta = json.loads((directory / "card.json").read_text())
+        card = directory / "card.md"
+        return cls(
+            name=meta["name"],
+            family=meta["family"],
+            weights=directory / "model.safetensors",
+            config=meta["config"],
+            dataset=meta["dataset"],
+            card=card if card.exists() else None,
+            training=meta.get("training", {}),
+            metrics=meta.get("metrics", {}),
+            tags=meta.get("tags", []),
+            parent=meta.get("parent"),
+        )

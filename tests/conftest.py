@@ -1,0 +1,78 @@
+"""Shared fixtures: a real hub on a real SQLite file in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import pytest
+import torch
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh genhub home; GENHUB_HOME points at it so subprocesses share it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("GENHUB_HOME", str(home))
+    monkeypatch.delenv("GENHUB_DB", raising=False)
+    monkeypatch.delenv("GENHUB_ARTIFACTS", raising=False)
+    return home
+
+
+@pytest.fixture
+def hub(hub_home: Path) -> Iterator["Hub"]:
+    from hub.core import Hub
+
+    with Hub.open(home=hub_home) as opened:
+        yield opened
+
+
+def write_plugin_project(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> Path:
+    """A throwaway plugin distribution, laid out as a third-party author would."""
+    project = root / dist
+    (project / module).mkdir(parents=True)
+    (project / module / "__init__.py").write_text(textwrap.dedent(source))
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{dist}"
+            version = "0.0.1"
+
+            [project.entry-points.genhub]
+            {entry_name or module} = "{module}"
+
+            [tool.setuptools]
+            packages = ["{module}"]
+            """
+        )
+    )
+    return project
+
+
+def pip_install_target(project: Path, target: Path) -> None:
+    """Install a distribution into ``target`` (a sys.path folder) with the real pip."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(project)],
+        check=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
