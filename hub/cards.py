@@ -1,0 +1,86 @@
+"""Model cards, and exporting a registered version as a checkpoint a plugin can ship."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+
+def render_card(hub: Hub, ref: str) -> str:
+    """Markdown: what the model is, how it was trained (the exact command), its figures and lineage."""
+    reg = hub.registry
+    version = reg.resolve(ref)
+    lines = [
+        f"# {version.model}:{version.version}",
+        "",
+        f"A `{version.family}` model trained on `{version.dataset}`.",
+        "",
+        f"- weights: `sha256:{version.artifact_digest}` (safetensors)",
+        f"- created: {version.created_at}",
+    ]
+    if version.tags:
+        lines.append(f"- tags: {', '.join(version.tags)}")
+    chain = reg.lineage(ref)
+    if len(chain) > 1:
+        lines.append("- lineage: " + " <- ".join(f"{v.model}:{v.version}" for v in chain))
+    for run in reg.training_runs(ref):
+        lines += [
+            "",
+            "## Training",
+            "",
+            "```",
+            run.command,
+            "```",
+            "",
+            f"- seed {run.seed}, {run.steps} steps, {run.wall_time_s:.0f} s on {run.hardware}",
+        ]
+        if run.losses:
+            lines.append(f"- final loss {run.losses[-1]:.4f} (first logged {run.losses[0]:.4f})")
+    metrics = reg.metrics(ref)
+    if metrics:
+        lines += ["", "## Metrics", "", "| metric | value | data | samples | sampler | steps | hardware |", "|---|---|---|---|---|---|---|"]
+        for m in metrics:
+            lines.append(
+                f"| {m.name} | {m.value:.4g} | {m.data or ''} | {m.num_samples or ''} | {m.sampler or ''} | {m.steps or ''} | {m.hardware or ''} |"
+            )
+    lines += ["", "## Config", "", "```json", json.dumps(version.config, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:
+    """Write ``model.safetensors``, ``card.json`` and ``card.md`` for ``ref`` into ``directory``."""
+    reg = hub.registry
+    version = reg.resolve(ref)
+    directory.mkdir(parents=True, exist_ok=True)
+    hub.artifacts.get(version.artifact_digest)  # verifies the digest; raises ArtifactCorrupt
+    shutil.copyfile(hub.artifacts.path(version.artifact_digest), directory / "model.safetensors")
+    runs = reg.training_runs(ref)
+    training: dict[str, Any] = {}
+    if runs:
+        run = runs[-1]
+        training = {
+            "command": run.command,
+            "seed": run.seed,
+            "steps": run.steps,
+            "wall_time_s": run.wall_time_s,
+            "losses": run.losses,
+            "hardware": run.hardware,
+        }
+    meta = {
+        "name": version.model,
+        "family": version.family,
+        "dataset": version.dataset,
+        "config": version.config,
+        "digest": version.artifact_digest,
+        "training": training,
+        "metrics": {m.name: m.value for m in reg.metrics(ref)},
+        "tags": [t for t in version.tags if t != "pretrained"],
+    }
+    (directory / "card.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (directory / "card.md").write_text(render_card(hub, ref))
+    return directory

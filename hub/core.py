@@ -1,0 +1,273 @@
+"""The hub: plugins, registry and artifact store wired together.
+
+Everything a front end needs (the CLI, the gRPC server, the Ray deployments)
+goes through ``Hub``: resolve a model reference, load its weights verified by
+digest, sample, train and register a new version.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from hub.artifacts import ArtifactStore
+from hub.datasets import Dataset
+from hub.devices import default_device, hardware_description
+from hub.errors import GenhubError, InvalidArgument
+from hub.model import (
+    BuildContext,
+    GenerativeModel,
+    ModelFamily,
+    PretrainedModel,
+    SampleRequest,
+    StepCallback,
+    TrainOptions,
+    TrainProgress,
+)
+from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
+from hub.registry import Registry, VersionRecord
+from hub.registry.paths import default_artifacts_root, default_db_url, default_home
+
+
+@dataclass
+class LoadedModel:
+    version: VersionRecord
+    family: ModelFamily
+    model: GenerativeModel
+    device: torch.device
+
+
+@dataclass
+class Generation:
+    samples: torch.Tensor  # [N, C, H, W] in [-1, 1] or [N, 2]
+    version: VersionRecord
+    duration_s: float
+    generation_id: int | None = None
+
+
+class Hub:
+    """One hub: a registry, an artifact store and the loaded plugins."""
+
+    def __init__(self, registry: Registry, artifacts: ArtifactStore, host: PluginHost, parts: Contributions) -> None:
+        self.registry = registry
+        self.artifacts = artifacts
+        self.host = host
+        self.parts = parts
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._load_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        db_url: str | None = None,
+        home: Path | str | None = None,
+        *,
+        artifacts_root: Path | str | None = None,
+        extra_plugins: Iterable[tuple[str, Any]] = (),
+        plugins: tuple[PluginHost, Contributions] | None = None,
+        sync: bool = True,
+    ) -> Hub:
+        """Load plugins (unless already loaded), open and migrate the registry, sync bundled models."""
+        home_path = Path(home) if home is not None else default_home()
+        host, parts = plugins if plugins is not None else load_plugins(extra_plugins)
+        registry = Registry(db_url or default_db_url(home_path))
+        artifacts = ArtifactStore(Path(artifacts_root) if artifacts_root else default_artifacts_root(home_path))
+        artifacts.cleanup_temp()
+        hub = cls(registry, artifacts, host, parts)
+        if sync:
+            hub.sync()
+        return hub
+
+    def close(self) -> None:
+        self._loaded.clear()
+        self.registry.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plugins ---------------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        return sorted(self.host.infos.values(), key=lambda p: p.name)
+
+    def context(self) -> BuildContext:
+        return BuildContext(samplers=self.parts.samplers, load_version=lambda ref: self.load(ref).model)
+
+    def sync(self) -> None:
+        """Record plugin status and import bundled checkpoints; idempotent."""
+        self.registry.sync_plugins([(p.name, p.version or "", p.status, p.error) for p in self.plugins()])  # in-process plugins have no version
+        for pretrained in self.parts.pretrained.values():
+            self._sync_pretrained(pretrained)
+
+    def _sync_pretrained(self, pretrained: PretrainedModel) -> None:
+        digest = self.artifacts.put_file(pretrained.weights)
+        owner = self.parts.owners.get(("pretrained model", pretrained.name), "")
+        self.registry.ensure_model(pretrained.name, pretrained.family, owner, description=_first_line(pretrained.card))
+        if self.registry.find_version_by_digest(pretrained.name, digest) is not None:
+            return
+        self.registry.add_version(
+            pretrained.name,
+            config=pretrained.config,
+            artifact_digest=digest,
+            dataset=pretrained.dataset,
+            parent=pretrained.parent,
+            tags=["pretrained", *pretrained.tags],
+            card=pretrained.card.read_text() if pretrained.card else None,
+            training_run=pretrained.training or None,
+            metrics=[{"name": k, "value": v, "data": pretrained.dataset} for k, v in pretrained.metrics.items()] or None,
+        )
+
+    # -- models ----------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> VersionRecord:
+        return self.registry.resolve(ref)
+
+    def build(self, family_name: str, config: dict[str, Any]) -> tuple[ModelFamily, GenerativeModel]:
+        family = self.parts.family(family_name)
+        return family, family.build(family.config_class.from_dict(config), self.context())
+
+    def load(self, ref: str, device: torch.device | str | None = None) -> LoadedModel:
+        """The model behind ``ref``, weights verified against their digest; cached."""
+        version = self.resolve(ref)
+        device = torch.device(device) if device is not None else default_device()
+        key = (version.artifact_digest + ":" + version.family, str(device))
+        with self._load_lock:
+            cached = self._loaded.get(key)
+            if cached is not None:
+                return LoadedModel(version, cached.family, cached.model, device)
+            family, model = self.build(version.family, version.config)
+            model.load_state_dict(self.artifacts.get(version.artifact_digest))
+            model = model.to(device)
+            loaded = LoadedModel(version, family, model, device)
+            self._loaded[key] = loaded
+            return loaded
+
+    def generate(
+        self, ref: str, request: SampleRequest, callback: StepCallback | None = None, *, log: bool = True, seed: int | None = None
+    ) -> Generation:
+        """Sample from a model in this process; the generation is logged in the registry."""
+        loaded = self.load(ref)
+        start = time.perf_counter()
+        status, error = "ok", None
+        try:
+            samples = loaded.model.sample(request, callback)
+            return Generation(samples.cpu(), loaded.version, time.perf_counter() - start)
+        except GenhubError as exc:
+            status, error = type(exc).__name__, str(exc)
+            raise
+        finally:
+            if log:
+                self.log_generation(loaded.version, request, seed, time.perf_counter() - start, status, error)
+
+    def log_generation(
+        self, version: VersionRecord, request: SampleRequest, seed: int | None, duration_s: float, status: str, error: str | None
+    ) -> int:
+        params = {
+            "sampler": request.sampler,
+            "steps": request.steps,
+            "eta": request.eta,
+            "guidance_scale": request.guidance_scale,
+            "truncation": request.truncation,
+            "class_labels": request.class_labels,
+            "prompts": request.prompts,
+            "params": request.params,
+            "seeds": request.seeds,
+        }
+        return self.registry.log_generation(
+            version.id,
+            seed=seed,
+            params=params,
+            num_samples=request.num_samples,
+            duration_s=duration_s,
+            status=status,
+            error=error,
+            artifact_digest=version.artifact_digest,
+        )
+
+    # -- training --------------------------------------------------------------------------
+
+    def dataset(self, name: str, split: str = "train") -> Dataset:
+        return self.parts.dataset(name).load(split)
+
+    def train(
+        self,
+        family_name: str,
+        dataset_name: str,
+        *,
+        model_name: str,
+        options: TrainOptions,
+        config_overrides: dict[str, Any] | None = None,
+        parent: str | None = None,
+        tags: Iterable[str] = (),
+        progress: Callable[[TrainProgress], None] | None = None,
+        command: str | None = None,
+    ) -> VersionRecord:
+        """Train a new model version and register it with its training run.
+
+        The weights are written to the artifact store atomically first, then the
+        version, its training run and the ``latest`` alias in one transaction: a
+        process killed at any moment leaves no version without its artifact.
+        """
+        family = self.parts.family(family_name)
+        dataset = self.dataset(dataset_name, "train")
+        config = family.default_config(dataset)
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        model = family.build(config, self.context())
+        if parent is not None:
+            parent_version = self.resolve(parent)
+            if parent_version.family != family_name:
+                raise InvalidArgument("parent", f"{parent} is a {parent_version.family!r} model, not {family_name!r}")
+            model.load_state_dict(self.artifacts.get(parent_version.artifact_digest))
+            parent = f"{parent_version.model}:{parent_version.version}"
+        device = torch.device(options.device)
+        model = model.to(device)
+        torch.manual_seed(options.seed)
+        started = time.time()
+        result = model.train(dataset, options, progress)
+        wall = time.time() - started
+        digest = self.artifacts.put(
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            metadata={"family": family_name, "config": config.to_json()},
+        )
+        plugin = self.parts.owners.get(("model family", family_name), "")
+        self.registry.ensure_model(model_name, family_name, plugin, description=f"{family_name} trained on {dataset_name}")
+        return self.registry.add_version(
+            model_name,
+            config=config.to_dict(),
+            artifact_digest=digest,
+            dataset=dataset_name,
+            parent=parent,
+            tags=list(tags),
+            training_run={
+                "command": command or shlex.join(sys.argv),
+                "seed": options.seed,
+                "steps": options.steps,
+                "wall_time_s": wall,
+                "losses": result.losses,
+                "hardware": hardware_description(device),
+                "started_at": datetime.fromtimestamp(started, timezone.utc),
+                "finished_at": datetime.now(timezone.utc),
+            },
+        )
+
+
+def _first_line(path: Path | None) -> str:
+    if path is None:
+        return ""
+    for line in path.read_text().splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line
+    return ""
