@@ -1,0 +1,260 @@
+"""Serving benchmark: gRPC overhead and batching throughput, in one run.
+
+    python bench/serving.py                      # a fresh small DDPM in a temp registry
+    python bench/serving.py --model ddpm-digits --home ~/.local/share/genhub   # a registered model
+    python bench/serving.py --quick              # a smoke run (seconds)
+
+(a) The same request in-process (``Hub.generate``) and through gRPC on loopback
+    (``Client.generate``, raw tensors back): p50/p99, their ratio and the added ms.
+(b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
+    image at a time, with batching on (``--batch-window-ms``) and off (window 0).
+
+The server is a real `genhub serve` subprocess (``--server subprocess``, the
+default) so that it does not share the benchmark's GIL; ``--server thread`` runs
+it in this process instead (for smoke tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from grpc import aio
+
+from hub.client import Client, build_request
+from hub.core import Hub
+from hub.devices import hardware_description
+from hub.model import SampleRequest, TrainOptions
+from hub.v1 import generation_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP = 10  # requests per row before measuring (first calls build kernels and connections)
+BENCH_MODEL = "bench-ddpm"
+# A small image DDPM: 1x16x16 digits, a two-level UNet of width 32 (about 0.5 M parameters).
+BENCH_CONFIG = dict(base_channels=32, channel_mults=[1, 2], num_timesteps=1000, default_steps=20)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="registered model to use (default: train a small DDPM in a temp registry)")
+    parser.add_argument("--db", help="registry URL holding --model")
+    parser.add_argument("--home", help="genhub home holding --model")
+    parser.add_argument("--steps", type=int, default=10, help="sampling steps per request")
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--iterations", type=int, default=100, help="requests per latency measurement")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--batch-window-ms", type=float, default=5.0, help="window of the batching-on server")
+    parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
+    # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
+    # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, in this process and the server")
+    parser.add_argument("--quick", action="store_true", help="few iterations, short runs: a smoke test")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.iterations, args.duration, args.steps = 10, 0.5, 2
+    if args.model and not (args.db or args.home):
+        parser.error("--model needs --db or --home: the registry the model is in")
+    return args
+
+
+def prepare(args: argparse.Namespace, tmp: Path) -> tuple[Hub, str, str, str]:
+    """(hub, model ref, db url, home) of the model to benchmark."""
+    if args.model:
+        hub = Hub.open(db_url=args.db, home=args.home)
+        return hub, args.model, hub.registry.url, str(args.home or tmp)
+    db_url = f"sqlite:///{tmp}/bench.db"
+    hub = Hub.open(db_url=db_url, home=tmp)
+    # Quality does not matter for serving speed: a few training steps give real weights of the real shape.
+    steps = 1 if args.quick else 5
+    hub.train("ddpm", "digits16", model_name=BENCH_MODEL, options=TrainOptions(steps=steps, batch_size=16),
+              config_overrides=BENCH_CONFIG, command="bench/serving.py")
+    return hub, BENCH_MODEL, db_url, str(tmp)
+
+
+@contextmanager
+def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms: float) -> Iterator[str]:
+    """A server with the given batching window; yields its address."""
+    if args.server == "thread":
+        from hub.server.app import BackgroundServer
+
+        with BackgroundServer(hub, "127.0.0.1:0", batch_window_ms=window_ms, max_queue=256) as background:
+            yield background.address
+        return
+    command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
+               "--batch-window-ms", str(window_ms), "--max-queue", "256"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               env={**os.environ, "OMP_NUM_THREADS": str(args.threads),  # same threads as in-process
+                                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    try:
+        address = _wait_for_address(process)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def _wait_for_address(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        match = re.search(r"genhub serving on (\S+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # keep draining
+            return match.group(1)
+    raise RuntimeError("genhub serve did not start:\n" + "".join(lines))
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+def latencies(hub: Hub, ref: str, addresses: list[str], args: argparse.Namespace) -> list[list[float]]:
+    """Milliseconds per request: the bare model, Hub.generate, then each server; interleaved so all see the same load."""
+    model = hub.load(ref).model
+    clients = [Client(address, timeout=120) for address in addresses]
+    times: list[list[float]] = [[] for _ in range(len(addresses) + 2)]
+    try:
+        for client in clients:
+            client.wait_ready()
+        for i in range(args.iterations + WARMUP):
+            request = SampleRequest.from_seed(i, 1, sampler=args.sampler, steps=args.steps)
+            calls = [lambda: model.sample(request), lambda: hub.generate(ref, request, log=False)]
+            calls += [lambda c=c: c.generate(ref, seed=i, sampler=args.sampler, steps=args.steps, format="tensor") for c in clients]
+            for row, call in zip(times, calls):
+                start = time.perf_counter()
+                call()
+                if i >= WARMUP:
+                    row.append((time.perf_counter() - start) * 1000)
+    finally:
+        for client in clients:
+            client.close()
+    return times
+
+
+def round_trip(address: str, args: argparse.Namespace) -> list[float]:
+    """Milliseconds of a gRPC call that does no sampling and no database work (ListPlugins)."""
+    times = []
+    with Client(address, timeout=60) as client:
+        for i in range(args.iterations + WARMUP):
+            start = time.perf_counter()
+            client.list_plugins()
+            if i >= WARMUP:
+                times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
+    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
+    async with aio.insecure_channel(address) as channel:
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+
+        async def one(seed: int) -> int:
+            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300)
+            return response.batch_samples
+
+        await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, worker, first batch
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + args.duration
+        done: list[int] = []
+
+        async def caller(index: int) -> None:
+            seed = index * 1_000_000
+            while loop.time() < stop_at:
+                done.append(await one(seed))
+                seed += 1
+
+        start = loop.time()
+        await asyncio.gather(*(caller(i) for i in range(clients)))
+        elapsed = loop.time() - start
+    return len(done) / elapsed, statistics.mean(done)
+
+
+def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
+    return asyncio.run(_throughput(address, ref, clients, args))
+
+
+def run(argv: list[str] | None = None) -> str:
+    """Run the benchmark; return the tables as text."""
+    args = parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        hub, ref, db_url, home = prepare(args, Path(tmp))
+        try:
+            version = hub.resolve(ref)
+            with server(args, hub, db_url, home, 0.0) as off, server(args, hub, db_url, home, args.batch_window_ms) as on:
+                bare, inproc, results["latency off"], results["latency on"] = latencies(hub, ref, [off, on], args)
+                results["latency bare"] = bare
+                results["round trip"] = round_trip(off, args)
+                for n in clients:
+                    for label, address in (("off", off), ("on", on)):
+                        results[f"tput {label} {n}"] = throughput(address, ref, n, args)
+        finally:
+            hub.close()
+    return render(args, version, clients, inproc, results)
+
+
+def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: list[float], results: dict[str, Any]) -> str:
+    base50, base99 = percentiles(inproc)
+    lines = [
+        f"genhub serving benchmark: {version.model}:{version.version} ({version.family}, "
+        f"{version.config.get('sample_shape', '?')}), {args.sampler} {args.steps} steps, 1 image per request",
+        f"machine: {machine()}; torch {torch.__version__}, {args.threads} intra-op thread(s) per process",
+        f"server: {args.server}; {args.iterations} requests per latency row, {args.duration:g} s per throughput cell",
+        "",
+        "(a) latency of one request           p50 ms   p99 ms   p50 ratio   added p50 ms   added p99 ms",
+        f"    in-process (Hub.generate)      {base50:7.1f}  {base99:7.1f}      1.00x            -              -",
+    ]
+    rows = (("bare", "in-process, bare model.sample"), ("off", "gRPC loopback, batching off"),
+            ("on", f"gRPC loopback, {args.batch_window_ms:g} ms window"))
+    for label, name in rows:
+        p50, p99 = percentiles(results[f"latency {label}"])
+        lines.append(f"    {name:<31}{p50:7.1f}  {p99:7.1f}   {p50 / base50:8.2f}x   {p50 - base50:12.1f}   {p99 - base99:12.1f}")
+    rt50, rt99 = percentiles(results["round trip"])
+    lines.append(f"    gRPC round trip alone (ListPlugins, no sampling): p50 {rt50:.2f} ms, p99 {rt99:.2f} ms")
+    lines += ["", "(b) images/s (mean samples per sampling call)"]
+    lines.append("    clients   " + "".join(f"{'batching ' + label:>24}" for label in ("off", "on")))
+    for n in clients:
+        cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
+        lines.append(f"    {n:>7}   {cells}")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """CPU model, core count and load (GPU name if the model ran on one)."""
+    name = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {hardware_description()}" if torch.cuda.is_available() else ""
+    return f"{name}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end{gpu}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(run(argv))
+
+
+if __name__ == "__main__":
+    main()

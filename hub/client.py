@@ -1,0 +1,232 @@
+"""A Python client for a genhub server (package hub.v1 over gRPC).
+
+    from hub.client import Client
+
+    with Client("127.0.0.1:50051") as client:
+        for model in client.list_models():
+            print(model.name, model.latest_version)
+        result = client.generate("ddpm-digits", num_samples=8, seed=0)
+        result.samples  # [8, C, H, W] float tensor in [-1, 1]
+
+Errors come back as the same ``hub.errors`` classes the server raised
+(InvalidArgument, NotFound, ResourceExhausted, ...), with the server's message.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import grpc
+import numpy as np
+import torch
+
+from hub.errors import InvalidArgument
+from hub.model import ParamValue
+from hub.server.convert import param_message, tensor_from_message
+from hub.server.status import error_for
+from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc, types_pb2
+
+FORMATS = {
+    None: types_pb2.IMAGE_FORMAT_UNSPECIFIED,
+    "png": types_pb2.IMAGE_FORMAT_PNG,
+    "tensor": types_pb2.IMAGE_FORMAT_RAW_TENSOR,
+}
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class RemoteGeneration:
+    """A finished generation: samples decoded to one tensor, plus how to reproduce them."""
+
+    samples: torch.Tensor  # [N, C, H, W] in [-1, 1] (PNG: quantised to 8 bits), or [N, 2] points
+    model: str  # "name:version"
+    digest: str  # weights digest of that version
+    seed: int
+    generation_id: int
+    duration_s: float
+    queue_s: float
+    batch_samples: int
+    response: generation_pb2.GenerateResponse = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """One progress event of a streaming generation."""
+
+    step: int
+    total: int
+    previews: torch.Tensor | None  # [N, C, h, w] low-resolution estimates, on preview steps only
+
+
+def decode_image(image: types_pb2.Image) -> torch.Tensor:
+    """One Image -> a float tensor: [C, H, W] in [-1, 1] (PNG or raw), or [2] for a point."""
+    kind = image.WhichOneof("content")
+    if kind == "tensor":
+        return tensor_from_message(image.tensor)
+    if kind == "png":
+        from PIL import Image
+
+        array = np.asarray(Image.open(io.BytesIO(image.png)))  # [H, W] or [H, W, C] uint8
+        if array.ndim == 2:
+            array = array[..., None]
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+    raise ValueError("the server sent an Image with no content")
+
+
+def decode_images(images: Any) -> torch.Tensor:
+    return torch.stack([decode_image(image) for image in images])
+
+
+def build_request(
+    model: str,
+    *,
+    num_samples: int = 1,
+    seed: int | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float = 0.0,
+    guidance_scale: float | None = None,
+    truncation: float | None = None,
+    class_label: int | None = None,
+    prompt: str | None = None,
+    params: Mapping[str, ParamValue] | None = None,
+    format: str | None = None,
+) -> generation_pb2.GenerateRequest:
+    """A GenerateRequest from keyword arguments (format: None, "png" or "tensor")."""
+    if class_label is not None and prompt is not None:
+        raise InvalidArgument("conditioning", "give class_label or prompt, not both")
+    if format not in FORMATS:
+        raise InvalidArgument("format", f"must be one of {sorted(k for k in FORMATS if k)} or None, got {format!r}")
+    for name, value in (("num_samples", num_samples), ("steps", steps or 0), ("seed", seed or 0)):
+        if value < 0:
+            raise InvalidArgument(name, f"must be >= 0, got {value}")
+    message = generation_pb2.GenerateRequest(
+        model=model,
+        num_samples=num_samples,
+        sampler=sampler or "",
+        steps=steps or 0,
+        eta=eta,
+        format=FORMATS[format],
+        params={k: param_message(v) for k, v in (params or {}).items()},
+    )
+    if seed is not None:
+        message.seed = seed
+    if guidance_scale is not None:
+        message.guidance_scale = guidance_scale
+    if truncation is not None:
+        message.truncation = truncation
+    if class_label is not None:
+        message.class_label = class_label
+    if prompt is not None:
+        message.prompt = prompt
+    return message
+
+
+class Client:
+    """A blocking client; one channel, reused for every call. Use as a context manager."""
+
+    def __init__(self, address: str, *, timeout: float | None = None) -> None:
+        self.address = address
+        self.timeout = timeout  # default deadline per call, seconds; None: none
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+        )
+        self.registry = registry_pb2_grpc.RegistryServiceStub(self.channel)
+        self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the server accepts connections."""
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise error_for(grpc.StatusCode.UNAVAILABLE, f"no server answered at {self.address} within {timeout:g} s") from None
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.RpcError as exc:
+            raise error_for(exc.code(), exc.details() or "") from exc
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def list_plugins(self) -> list[registry_pb2.Plugin]:
+        return list(self._call(self.registry.ListPlugins, registry_pb2.ListPluginsRequest()).plugins)
+
+    def list_models_page(self, page_size: int = 0, page_token: str = "") -> tuple[list[registry_pb2.Model], str]:
+        """One page of models and the token of the next ("" on the last page)."""
+        response = self._call(self.registry.ListModels, registry_pb2.ListModelsRequest(page_size=page_size, page_token=page_token))
+        return list(response.models), response.next_page_token
+
+    def list_models(self, page_size: int = 0) -> list[registry_pb2.Model]:
+        """Every model, following page tokens."""
+        models, token = self.list_models_page(page_size)
+        while token:
+            page, token = self.list_models_page(page_size, token)
+            models += page
+        return models
+
+    def get_model(self, name: str) -> registry_pb2.GetModelResponse:
+        return self._call(self.registry.GetModel, registry_pb2.GetModelRequest(name=name))
+
+    def list_versions(self, model: str) -> list[registry_pb2.ModelVersion]:
+        return list(self._call(self.registry.ListVersions, registry_pb2.ListVersionsRequest(model=model)).versions)
+
+    def set_alias(self, model: str, alias: str, version: int) -> registry_pb2.ModelVersion:
+        request = registry_pb2.SetAliasRequest(model=model, alias=alias, version=version)
+        return self._call(self.registry.SetAlias, request).version
+
+    # -- generation -------------------------------------------------------------------------
+
+    def generate(self, model: str, *, timeout: float | None = None, **fields: Any) -> RemoteGeneration:
+        """Generate and wait; ``fields`` are those of ``build_request``."""
+        response = self._call(self.generation.Generate, build_request(model, **fields), timeout)
+        return _result(response)
+
+    def stream_generate(
+        self, model: str, *, preview_every: int = 0, timeout: float | None = None, **fields: Any
+    ) -> Iterator[StepProgress | RemoteGeneration]:
+        """Yield a StepProgress after each sampling step, then the RemoteGeneration.
+
+        Closing the iterator early (``break``) cancels the call; the server stops
+        sampling within one step.
+        """
+        request = generation_pb2.StreamGenerateRequest(request=build_request(model, **fields), preview_every=preview_every)
+        call = self.generation.StreamGenerate(request, timeout=timeout if timeout is not None else self.timeout)
+        try:
+            for event in call:
+                if event.WhichOneof("event") == "progress":
+                    previews = decode_images(event.progress.previews) if event.progress.previews else None
+                    yield StepProgress(event.progress.step, event.progress.total, previews)
+                else:
+                    yield _result(event.result)
+        except grpc.RpcError as exc:
+            raise error_for(exc.code(), exc.details() or "") from exc
+        finally:
+            call.cancel()  # no-op when the stream already ended
+
+
+def _result(response: generation_pb2.GenerateResponse) -> RemoteGeneration:
+    ref = response.model_version
+    return RemoteGeneration(
+        samples=decode_images(response.images),
+        model=f"{ref.name}:{ref.version}",
+        digest=ref.digest,
+        seed=response.seed,
+        generation_id=response.generation_id,
+        duration_s=response.duration_seconds,
+        queue_s=response.queue_seconds,
+        batch_samples=response.batch_samples,
+        response=response,
+    )

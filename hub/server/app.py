@@ -1,0 +1,184 @@
+"""The embedded gRPC server: grpc.aio, health per service, reflection, graceful stop.
+
+    handle = await start(hub, "127.0.0.1:0")      # tests: an ephemeral port, handle.port
+    await serve(hub, "127.0.0.1:50051")           # `genhub serve`: until SIGTERM / SIGINT
+
+SIGTERM marks every service NOT_SERVING, stops accepting new calls, lets the
+calls in flight finish (up to ``grace_s``), then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hub.core import Hub
+from hub.server.batching import BatchOptions, ModelWorker
+from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
+from hub.server.status import DomainErrorInterceptor
+from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_GRACE_S = 30.0
+SERVICE_NAMES = (
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 samples of raw 3x256x256 float32 fit
+
+
+@dataclass
+class ServerHandle:
+    """A started server: its bound port, its services, and how to stop it."""
+
+    server: aio.Server
+    port: int
+    address: str
+    generation: GenerationService
+    hub_thread: HubThread
+    health: Any  # grpc_health aio HealthServicer
+
+    @property
+    def workers(self) -> dict[tuple[str, str], ModelWorker]:
+        return self.generation.workers
+
+    async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
+        """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
+        await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
+        await self.server.stop(grace_s)
+        await self.generation.close()
+        self.hub_thread.close()
+
+
+async def start(
+    hub: Hub,
+    address: str = DEFAULT_ADDRESS,
+    *,
+    batch_window_ms: float = 5.0,
+    max_batch: int = 64,
+    max_queue: int = 64,
+    alias_ttl_s: float = 1.0,
+) -> ServerHandle:
+    """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
+
+    ``alias_ttl_s``: how long a resolved ``name`` / ``name@alias`` is reused before the
+    registry is asked again (an alias moved by another process shows up within it).
+    """
+    options = BatchOptions(window_s=batch_window_ms / 1000.0, max_batch=max_batch, max_queue=max_queue)
+    server = aio.server(
+        interceptors=[DomainErrorInterceptor()],
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
+        ],
+    )
+    hub_thread = HubThread(hub)
+    resolver = Resolver(hub_thread, alias_ttl_s)
+    generation = GenerationService(hub_thread, resolver, options)
+    registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
+        raise OSError(f"cannot listen on {address}: {exc}; is another server using that port? choose one with --address") from exc
+    await server.start()
+    for name in (*SERVICE_NAMES, ""):  # "" is the whole server
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = address.rsplit(":", 1)[0]
+    return ServerHandle(server, port, f"{host}:{port}", generation, hub_thread, health_servicer)
+
+
+async def serve(
+    hub: Hub,
+    address: str = DEFAULT_ADDRESS,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    on_ready: Callable[[ServerHandle], None] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain in-flight calls and return."""
+    handle = await start(hub, address, **options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(handle)
+    try:
+        await stop.wait()
+        log.info("stopping: draining calls in flight (up to %.0f s)", grace_s)
+        await handle.stop(grace_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class BackgroundServer:
+    """A server on an event loop in a thread of its own, for tests, benchmarks and notebooks.
+
+        with BackgroundServer(hub) as server:
+            client = Client(server.address)
+    """
+
+    def __init__(self, hub: Hub, address: str = "127.0.0.1:0", **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="genhub-server", daemon=True)
+        self._thread.start()
+        self.handle: ServerHandle = self.call(start(hub, address, **options))
+
+    @property
+    def address(self) -> str:
+        return self.handle.address
+
+    @property
+    def port(self) -> int:
+        return self.handle.port
+
+    def call(self, coroutine: Any, timeout: float | None = 60) -> Any:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run a plain function on the server's loop (to read worker state safely)."""
+
+        async def wrapper() -> Any:
+            return fn()
+
+        return self.call(wrapper())
+
+    def stop(self, grace_s: float | None = 5.0) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            self.call(self.handle.stop(grace_s), timeout=(grace_s or 0) + 30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def channel_ready(address: str, timeout: float = 10.0) -> None:
+    """Block until a server answers at ``address`` (raises grpc.FutureTimeoutError otherwise)."""
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=timeout)

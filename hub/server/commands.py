@@ -1,0 +1,91 @@
+"""Command-line entry points: `genhub serve`, and the remote path of `genhub generate`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any, Callable, Mapping
+
+import click
+import torch
+
+from hub.model import ParamValue
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, without importing grpc.aio here
+
+
+@click.command()
+@click.option("--address", default=DEFAULT_ADDRESS, show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
+@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Wait this long for compatible requests to batch with; 0 turns batching off.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batched sampling call.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Requests waiting per model; beyond it calls fail with RESOURCE_EXHAUSTED.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds SIGTERM waits for calls in flight to finish.")
+@click.option("--db", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
+@click.option("--home", type=click.Path(file_okay=False), help="genhub data folder.")
+@click.pass_context
+def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: int, max_queue: int, grace: float,
+          db: str | None, home: str | None) -> None:
+    """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM."""
+    from hub.core import Hub
+    from hub.server.app import serve as serve_async
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
+    hub = Hub.open(
+        db_url=db or getattr(parent, "db", None),
+        home=home or getattr(parent, "home", None),
+        plugins=getattr(parent, "plugins", None),
+    )
+
+    def ready(handle: Any) -> None:
+        # One parseable line: tests and scripts that ask for port 0 read the real port from it.
+        click.echo(f"genhub serving on {handle.address} (batch window {batch_window_ms:g} ms, max batch {max_batch}, "
+                   f"max queue {max_queue}); SIGTERM drains and stops", err=True)
+        sys.stderr.flush()
+
+    try:
+        asyncio.run(serve_async(hub, address, grace_s=grace, on_ready=ready, batch_window_ms=batch_window_ms,
+                                max_batch=max_batch, max_queue=max_queue))
+    finally:
+        hub.close()
+    click.echo("genhub server stopped", err=True)
+
+
+def generate_remote(
+    server: str,
+    ref: str,
+    *,
+    num_samples: int = 1,
+    seed: int | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float = 0.0,
+    guidance_scale: float | None = None,
+    truncation: float | None = None,
+    class_label: int | None = None,
+    prompt: str | None = None,
+    params: Mapping[str, ParamValue] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+) -> tuple[torch.Tensor, str]:
+    """Generate on a genhub server, streaming progress; returns (samples, "name:version (digest) at server")."""
+    from hub.client import Client, RemoteGeneration, StepProgress
+
+    with Client(server, timeout=timeout) as client:
+        result: RemoteGeneration | None = None
+        for event in client.stream_generate(
+            ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
+            truncation=truncation, class_label=class_label, prompt=prompt, params=params, format="tensor",
+        ):
+            if isinstance(event, StepProgress):
+                if progress is not None:
+                    progress(event.step, event.total)
+            else:
+                result = event
+    if result is None:  # the server always ends a stream with a result; this is a broken server
+        raise RuntimeError(f"the server at {server} ended the stream without a result")
+    return result.samples, f"{result.model} (sha256:{result.digest[:12]}) at {server}"

@@ -1,0 +1,228 @@
+"""The gRPC servicers of package hub.v1: RegistryService and GenerationService.
+
+Handlers raise ``hub.errors`` domain errors; ``hub.server.status`` turns them
+into status codes. Registry and model-loading calls run on one dedicated thread,
+so the event loop never blocks on SQLite and the database sees one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+from grpc import aio
+
+from hub.core import Hub
+from hub.errors import Cancelled, DeadlineExceeded, InvalidArgument
+from hub.registry.refs import parse_ref
+from hub.server import convert
+from hub.server.batching import BatchOptions, Job, JobResult, ModelWorker
+from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
+
+T = TypeVar("T")
+
+
+class HubThread:
+    """One thread for everything that touches the registry or loads weights."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genhub-registry")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class Resolver:
+    """Model reference -> VersionRecord, cached so the hot path skips the database.
+
+    ``name:3`` never changes meaning, so it is cached for good; ``name`` and
+    ``name@alias`` for ``alias_ttl_s``, since another process (`genhub alias`)
+    may move an alias. SetAlias through this server clears the cache at once.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, hub_thread: HubThread, alias_ttl_s: float = 1.0) -> None:
+        self.hub_thread = hub_thread
+        self.alias_ttl_s = alias_ttl_s
+        self._cache: dict[str, tuple[Any, float | None]] = {}  # ref -> (version, expires at; None: never)
+
+    async def resolve(self, ref: str) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(ref)
+        if hit is not None and (hit[1] is None or now < hit[1]):
+            return hit[0]
+        version = await self.hub_thread.run(self.hub_thread.hub.resolve, ref)
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[ref] = (version, None if parse_ref(ref).version is not None else now + self.alias_ttl_s)
+        return version
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+
+class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
+    """Read the registry and move aliases."""
+
+    def __init__(self, hub_thread: HubThread, resolver: Resolver) -> None:
+        self.hub_thread = hub_thread
+        self.hub = hub_thread.hub
+        self.resolver = resolver
+
+    async def ListPlugins(self, request: registry_pb2.ListPluginsRequest, context: aio.ServicerContext) -> registry_pb2.ListPluginsResponse:
+        owners = self.hub.parts.owners
+        return registry_pb2.ListPluginsResponse(plugins=[convert.plugin_message(p, owners) for p in self.hub.plugins()])
+
+    async def ListModels(self, request: registry_pb2.ListModelsRequest, context: aio.ServicerContext) -> registry_pb2.ListModelsResponse:
+        if request.page_size > convert.MAX_PAGE_SIZE:
+            raise InvalidArgument("page_size", f"must be between 1 and {convert.MAX_PAGE_SIZE} (or 0 for {convert.DEFAULT_PAGE_SIZE}), got {request.page_size}")
+        page_size = request.page_size or convert.DEFAULT_PAGE_SIZE
+        return await self.hub_thread.run(self._list_models, page_size, request.page_token)
+
+    def _list_models(self, page_size: int, page_token: str) -> registry_pb2.ListModelsResponse:
+        records, next_token = self.hub.registry.list_models(page_size=page_size, page_token=page_token)
+        models = [convert.model_message(m, _aliases(self.hub.registry.list_versions(m.name))) for m in records]
+        return registry_pb2.ListModelsResponse(models=models, next_page_token=next_token or "")
+
+    async def GetModel(self, request: registry_pb2.GetModelRequest, context: aio.ServicerContext) -> registry_pb2.GetModelResponse:
+        if not request.name:
+            raise InvalidArgument("name", "is required; give a model name such as ddpm-digits")
+        return await self.hub_thread.run(self._get_model, request.name)
+
+    def _get_model(self, name: str) -> registry_pb2.GetModelResponse:
+        registry = self.hub.registry
+        record = registry.get_model(name)
+        versions = registry.list_versions(name)
+        return registry_pb2.GetModelResponse(
+            model=convert.model_message(record, _aliases(versions)),
+            versions=[convert.version_message(v, registry.metrics(v.ref), registry.training_runs(v.ref)) for v in versions],
+        )
+
+    async def ListVersions(self, request: registry_pb2.ListVersionsRequest, context: aio.ServicerContext) -> registry_pb2.ListVersionsResponse:
+        if not request.model:
+            raise InvalidArgument("model", "is required; give a model name such as ddpm-digits")
+        return await self.hub_thread.run(self._list_versions, request.model)
+
+    def _list_versions(self, name: str) -> registry_pb2.ListVersionsResponse:
+        registry = self.hub.registry
+        return registry_pb2.ListVersionsResponse(
+            versions=[convert.version_message(v, registry.metrics(v.ref), registry.training_runs(v.ref)) for v in registry.list_versions(name)]
+        )
+
+    async def SetAlias(self, request: registry_pb2.SetAliasRequest, context: aio.ServicerContext) -> registry_pb2.SetAliasResponse:
+        for field in ("model", "alias", "version"):
+            if not getattr(request, field):
+                raise InvalidArgument(field, "is required (SetAlias needs model, alias and version)")
+        record = await self.hub_thread.run(self.hub.registry.set_alias, request.model, request.alias, request.version)
+        self.resolver.invalidate()
+        return registry_pb2.SetAliasResponse(version=convert.version_message(record))
+
+
+def _aliases(versions: list[Any]) -> dict[str, int]:
+    return {alias: v.version for v in versions for alias in v.aliases}
+
+
+class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
+    """Generate through per-model batching workers; every request is logged in the registry."""
+
+    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: BatchOptions) -> None:
+        self.hub_thread = hub_thread
+        self.hub = hub_thread.hub
+        self.resolver = resolver
+        self.options = options
+        self.workers: dict[tuple[str, str], ModelWorker] = {}  # (weights digest, family) -> its worker
+
+    async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
+        job = await self._submit(request, context, preview_every=0, stream=False)
+        try:
+            result = await job.future
+        finally:
+            job.abandon()
+        return _response(job, result)
+
+    async def StreamGenerate(
+        self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
+        job = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
+        assert job.events is not None
+        try:
+            while (progress := await job.events.get()) is not None:
+                yield generation_pb2.StreamGenerateResponse(progress=progress)
+            result = job.future.result()
+        finally:
+            job.abandon()  # a client that went away stops its sampling at the next step
+        yield generation_pb2.StreamGenerateResponse(result=_response(job, result))
+
+    async def _submit(self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool) -> Job:
+        parsed = convert.parse_generate(message, preview_every)
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        version = await self.resolver.resolve(parsed.model)
+        worker = await self._worker(version)
+        fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
+        job = Job(
+            request=parsed.request,
+            seed=parsed.seed,
+            version=version,
+            fmt=fmt,
+            deadline=deadline,
+            future=asyncio.get_running_loop().create_future(),
+            events=asyncio.Queue() if stream else None,
+        )
+        worker.submit(job)
+        return job
+
+    async def _worker(self, version: Any) -> ModelWorker:
+        """The worker of the weights ``version`` names; versions with the same weights share one."""
+        key = (version.artifact_digest, version.family)
+        if key not in self.workers:
+            loaded = await self.hub_thread.run(self.hub.load, version.ref)  # verifies the digest; cached by the hub
+            if key not in self.workers:  # another request may have loaded it meanwhile
+                self.workers[key] = ModelWorker(version.ref, loaded.model, self.options, self._log)
+        return self.workers[key]
+
+    async def _log(self, outcomes: list[tuple[Job, JobResult | BaseException, float]]) -> dict[int, int]:
+        """Log each request of a finished batch in the registry; returns id(job) -> generation id."""
+
+        def write() -> dict[int, int]:
+            ids = {}
+            for job, outcome, duration in outcomes:
+                status, error = _status(outcome)
+                ids[id(job)] = self.hub.log_generation(job.version, job.request, job.seed, duration, status, error)
+            return ids
+
+        return await self.hub_thread.run(write)
+
+    async def close(self) -> None:
+        for worker in self.workers.values():
+            await worker.close()
+        self.workers.clear()
+
+
+def _status(outcome: JobResult | BaseException) -> tuple[str, str | None]:
+    if isinstance(outcome, JobResult):
+        return "ok", None
+    if isinstance(outcome, DeadlineExceeded):
+        return "deadline", str(outcome)
+    if isinstance(outcome, Cancelled):
+        return "cancelled", str(outcome)
+    return "error", f"{type(outcome).__name__}: {outcome}"
+
+
+def _response(job: Job, result: JobResult) -> generation_pb2.GenerateResponse:
+    return generation_pb2.GenerateResponse(
+        images=result.images,
+        model_version=convert.version_ref(job.version),
+        seed=job.seed,
+        generation_id=result.generation_id,
+        duration_seconds=result.duration_s,
+        queue_seconds=result.queue_s,
+        batch_samples=result.batch_samples,
+    )

@@ -1,0 +1,37 @@
+"""A client in another language: Node (@grpc/grpc-js + @grpc/proto-loader) built from protos/ at run time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tests.server.harness import IMAGE_MODEL, REPO, ServeProcess
+
+SCRIPT = REPO / "tests" / "node" / "client.mjs"
+
+
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        pytest.fail("node is not on PATH: install Node.js 18+ to run the Node client test")
+    for package in ("@grpc/grpc-js", "@grpc/proto-loader"):
+        if not (REPO / "node_modules" / package).is_dir():
+            pytest.fail(f"node_modules/{package} is missing: run `npm ci` in {REPO}")
+    return found
+
+
+def test_node_client_lists_generates_and_streams(serve_process: ServeProcess) -> None:
+    done = subprocess.run([node(), str(SCRIPT), serve_process.address, IMAGE_MODEL], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert IMAGE_MODEL in seen["models"]
+    generated = seen["generate"]
+    assert generated["images"] == 2 and generated["all_png"] and generated["seed"] == "5"
+    assert generated["model_version"]["name"] == IMAGE_MODEL and len(generated["model_version"]["digest"]) == 64
+    assert int(generated["generation_id"]) > 0
+    assert seen["stream"] == {"steps": [1, 2, 3], "previews": 3, "result_images": 1, "result_png": True}
+    assert seen["invalid"]["code"] == "INVALID_ARGUMENT" and "num_samples" in seen["invalid"]["details"]

@@ -1,0 +1,85 @@
+"""The public contract: protos lint clean, stay compatible, and the Python stubs are current."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hub.v1 import generation_pb2, registry_pb2, types_pb2
+
+REPO = Path(__file__).resolve().parents[2]
+BUF = REPO / "node_modules" / ".bin" / "buf"
+
+
+def load_gen_protos():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("gen_protos", REPO / "scripts" / "gen_protos.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def buf() -> str:
+    if not BUF.exists():
+        pytest.fail(f"{BUF} is missing: run `npm ci` in {REPO} (installs @bufbuild/buf from package-lock.json)")
+    return str(BUF)
+
+
+def test_committed_stubs_are_what_the_protos_generate() -> None:
+    gen = load_gen_protos()
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = gen.generate(Path(tmp))
+        problems = gen.differences(generated, REPO / "hub" / "v1")
+    assert not problems, f"hub/v1 is stale ({'; '.join(problems)}); run: python scripts/gen_protos.py"
+
+
+def test_the_check_script_passes_from_any_directory(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_protos.py"), "--check"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_buf_lint_is_clean() -> None:
+    done = subprocess.run([buf(), "lint"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"buf lint:\n{done.stdout}{done.stderr}"
+
+
+def first_commit_with_protos() -> str | None:
+    done = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "protos/hub/v1/generation.proto"],
+                          cwd=REPO, capture_output=True, text=True)
+    commits = done.stdout.split() if done.returncode == 0 else []
+    return commits[-1] if commits else None
+
+
+def test_buf_breaking_against_the_first_published_version() -> None:
+    """hub.v1 is public: every later change must be compatible with the version that first shipped."""
+    base = first_commit_with_protos()
+    if base is None:
+        pytest.skip("protos/ has no commit yet: nothing published to compare with")
+    done = subprocess.run([buf(), "breaking", "--against", f".git#ref={base}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"buf breaking against {base[:12]}:\n{done.stdout}{done.stderr}"
+
+
+def test_the_request_limits_in_comments_match_the_server() -> None:
+    from hub.server import convert
+
+    proto = (REPO / "protos" / "hub" / "v1" / "generation.proto").read_text()
+    for text in (f"1-{convert.MAX_NUM_SAMPLES}", f"1-{convert.MAX_STEPS}", f"0-{convert.MAX_GUIDANCE:g}",
+                 f"at most {convert.MAX_PROMPT_CHARS} characters", f"at most {convert.MAX_PARAMS}",
+                 f"at most {convert.PREVIEW_MAX_SIDE} pixels", f"at most {convert.MAX_PREVIEW_EVERY}"):
+        assert text in proto, f"generation.proto should quote the limit {text!r}"
+
+
+def test_enums_start_unspecified_and_there_is_one_request_and_response_per_rpc() -> None:
+    for enum in (types_pb2.ImageFormat, types_pb2.DataType, registry_pb2.PluginStatus):
+        assert enum.Name(0).endswith("_UNSPECIFIED")
+    for module in (generation_pb2, registry_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                assert method.input_type.name == f"{method.name}Request"
+                assert method.output_type.name == f"{method.name}Response"
