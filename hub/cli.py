@@ -1,0 +1,334 @@
+"""The ``genhub`` command line. Errors print one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.core import Hub
+from hub.errors import GenhubError, InvalidArgument
+from hub.model import SampleRequest, StepEvent, TrainOptions, TrainProgress
+from hub.plugins import Contributions, PluginHost, load_plugins
+
+console = Console(stderr=True)
+out = Console()
+
+
+class HubContext:
+    """Opened lazily so that `genhub --help` needs no registry."""
+
+    def __init__(self, db: str | None, home: str | None, plugins: tuple[PluginHost, Contributions]) -> None:
+        self.db, self.home, self.plugins = db, home, plugins
+        self._hub: Hub | None = None
+
+    @property
+    def hub(self) -> Hub:
+        if self._hub is None:
+            self._hub = Hub.open(db_url=self.db, home=self.home, plugins=self.plugins)
+        return self._hub
+
+
+pass_hub = click.make_pass_decorator(HubContext)
+
+
+@click.group()
+@click.option("--db", envvar="GENHUB_DB", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
+@click.option("--home", envvar="GENHUB_HOME", type=click.Path(file_okay=False), help="genhub data folder.")
+@click.version_option(package_name="genhub")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, home: str | None) -> None:
+    """genhub: a registry and serving hub for generative image models."""
+    ctx.obj = HubContext(db, home, ctx.obj if isinstance(ctx.obj, tuple) else load_plugins())
+    ctx.call_on_close(lambda: ctx.obj._hub.close() if ctx.obj._hub else None)
+
+
+@cli.command()
+@pass_hub
+def plugins(ctx: HubContext) -> None:
+    """List plugins, with the error of any that failed to load."""
+    table = Table("plugin", "version", "status", "error")
+    for info in ctx.hub.plugins():
+        style = "red" if info.status == "failed" else None
+        table.add_row(info.name, info.version or "", info.status, info.error or "", style=style)
+    out.print(table)
+
+
+@cli.command()
+@pass_hub
+def datasets(ctx: HubContext) -> None:
+    """List the datasets plugins provide."""
+    table = Table("dataset", "kind", "description")
+    for spec in sorted(ctx.hub.parts.datasets.values(), key=lambda s: s.name):
+        table.add_row(spec.name, spec.kind, spec.description)
+    out.print(table)
+
+
+@cli.command()
+@pass_hub
+def families(ctx: HubContext) -> None:
+    """List model families and samplers."""
+    table = Table("family", "plugin", "description")
+    for name, family in sorted(ctx.hub.parts.families.items()):
+        table.add_row(name, ctx.hub.parts.owners.get(("model family", name), ""), family.description)
+    out.print(table)
+    out.print("samplers: " + ", ".join(ctx.hub.parts.samplers.names()))
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx: click.Context) -> None:
+    """List models (or `models show REF`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(models_list)
+
+
+@models.command("list")
+@pass_hub
+def models_list(ctx: HubContext) -> None:
+    """List registered models with their latest version."""
+    table = Table("model", "family", "versions", "latest", "dataset", "aliases")
+    token = ""
+    while True:
+        records, token = ctx.hub.registry.list_models(page_size=100, page_token=token)
+        for m in records:
+            versions = ctx.hub.registry.list_versions(m.name)
+            latest = versions[-1] if versions else None
+            aliases = ", ".join(f"{a}->{v.version}" for v in versions for a in v.aliases)
+            table.add_row(m.name, m.family, str(len(versions)), str(latest.version) if latest else "-",
+                          latest.dataset if latest else "", aliases)
+        if not token:
+            break
+    out.print(table)
+
+
+@models.command("show")
+@click.argument("ref")
+@pass_hub
+def models_show(ctx: HubContext, ref: str) -> None:
+    """Show a model version: config, training run, metrics, lineage."""
+    reg = ctx.hub.registry
+    version = reg.resolve(ref)
+    out.print(f"[bold]{version.model}:{version.version}[/bold]  family={version.family}  "
+              f"dataset={version.dataset}  aliases={', '.join(version.aliases) or '-'}")
+    out.print(f"digest  sha256:{version.artifact_digest}")
+    out.print(f"created {version.created_at}  tags={', '.join(version.tags) or '-'}")
+    out.print("config  " + json.dumps(version.config, sort_keys=True))
+    for run in reg.training_runs(ref):
+        final = f"{run.losses[-1]:.4f}" if run.losses else "-"
+        out.print(f"trained {run.steps} steps, seed {run.seed}, {run.wall_time_s:.0f} s on {run.hardware}; final loss {final}")
+        out.print(f"        command: {run.command}")
+    metrics = reg.metrics(ref)
+    if metrics:
+        table = Table("metric", "value", "data", "samples", "sampler", "steps", "hardware")
+        for m in metrics:
+            table.add_row(m.name, f"{m.value:.4g}", m.data or "", str(m.num_samples or ""), m.sampler or "",
+                          str(m.steps or ""), m.hardware or "")
+        out.print(table)
+    chain = reg.lineage(ref)
+    out.print("lineage " + " <- ".join(f"{v.model}:{v.version}" for v in chain))
+    out.print("versions " + ", ".join(str(v.version) for v in reg.list_versions(version.model)))
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("alias")
+@click.argument("version", type=int)
+@pass_hub
+def alias(ctx: HubContext, model: str, alias: str, version: int) -> None:
+    """Point ALIAS of MODEL at VERSION (e.g. `genhub alias ddpm-digits production 2`)."""
+    record = ctx.hub.registry.set_alias(model, alias, version)
+    out.print(f"{model}@{alias} -> {record.model}:{record.version}")
+
+
+def _parse_assignments(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is JSON when it parses (numbers, lists, true), else a string."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(option, f"expected KEY=VALUE, got {pair!r}")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@cli.command()
+@click.argument("family")
+@click.option("--dataset", "-d", required=True, help="Dataset name (see `genhub datasets`).")
+@click.option("--name", "model_name", help="Registry model name (default: FAMILY-DATASET).")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
+@click.option("--parent", help="Start from this version's weights; recorded as lineage.")
+@click.option("--tag", "tags", multiple=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: a GPU if there is one).")
+@pass_hub
+def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, steps: int, batch_size: int, lr: float,
+          seed: int, overrides: tuple[str, ...], parent: str | None, tags: tuple[str, ...], device: str | None) -> None:
+    """Train a model of FAMILY on a dataset and register it as a new version."""
+    from hub.devices import default_device
+
+    hub = ctx.hub
+    options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=lr, seed=seed,
+                           device=device or str(default_device()))
+    with _progress() as bar:
+        task = bar.add_task(f"train {family}", total=steps, info="")
+
+        def on_progress(p: TrainProgress) -> None:
+            bar.update(task, completed=p.step, info=f"loss {p.loss:.4f}")
+
+        version = hub.train(family, dataset, model_name=model_name or f"{family}-{dataset}", options=options,
+                            config_overrides=_parse_assignments(overrides, "--set"), parent=parent, tags=tags,
+                            progress=on_progress, command="genhub " + shlex.join(sys.argv[1:]))
+    out.print(f"registered {version.model}:{version.version} (sha256:{version.artifact_digest[:12]})")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-n", "--num-samples", type=int, default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sampler", help="Sampler name (diffusion models), e.g. ddpm or ddim.")
+@click.option("--steps", type=int, help="Sampling steps (default: the model's).")
+@click.option("--eta", type=float, default=0.0, show_default=True)
+@click.option("--guidance", type=float, help="Classifier-free guidance scale.")
+@click.option("--truncation", type=float, help="GAN truncation psi.")
+@click.option("--label", type=int, help="Class label for every sample.")
+@click.option("--prompt", help="Text prompt for every sample.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Family-specific parameter.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
+@click.option("--server", help="HOST:PORT of a genhub server; without it, generate in this process.")
+@pass_hub
+def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: str | None, steps: int | None,
+             eta: float, guidance: float | None, truncation: float | None, label: int | None, prompt: str | None,
+             params: tuple[str, ...], output: str, server: str | None) -> None:
+    """Generate samples from REF (name, name:version or name@alias) and write a PNG grid."""
+    from hub.images import save_samples
+
+    if num_samples < 1:
+        raise InvalidArgument("--num-samples", f"must be at least 1, got {num_samples}")
+    extra = _parse_assignments(params, "--param")
+    with _progress() as bar:
+        task = bar.add_task(f"generate {ref}", total=None, info="")
+
+        def on_step(event: StepEvent) -> None:
+            bar.update(task, total=event.total, completed=event.step)
+
+        if server:
+            from hub.server.commands import generate_remote
+
+            samples, described = generate_remote(
+                server, ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
+                guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
+                progress=lambda step, total: bar.update(task, total=total, completed=step),
+            )
+        else:
+            request = SampleRequest.from_seed(
+                seed, num_samples, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance,
+                truncation=truncation, class_labels=[label] * num_samples if label is not None else None,
+                prompts=[prompt] * num_samples if prompt is not None else None, params=extra,
+            )
+            result = ctx.hub.generate(ref, request, on_step, seed=seed)
+            samples, described = result.samples, f"{result.version.model}:{result.version.version}"
+    path = save_samples(samples, output)
+    out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False))
+@pass_hub
+def export(ctx: HubContext, ref: str, directory: str) -> None:
+    """Write a version as a shippable checkpoint folder (model.safetensors, card.json, card.md)."""
+    from hub.cards import export_checkpoint
+
+    path = export_checkpoint(ctx.hub, ref, Path(directory))
+    out.print(f"exported {ref} to {path}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True)
+@click.option("-n", "--num-samples", type=click.IntRange(1, 64), default=16, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--address", default="127.0.0.1:0", show_default=True, help="Where the demo server listens (port 0: any free port).")
+@pass_hub
+def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: str) -> None:
+    """Serve the bundled models on a local gRPC server and write a PNG grid from each into OUT."""
+    import time
+
+    from hub.images import save_samples
+    from hub.server.app import BackgroundServer
+    from hub.server.commands import generate_remote
+
+    hub = ctx.hub
+    bundled = [v for v in (hub.registry.resolve(m.name) for m in _all_models(hub)) if "pretrained" in v.tags]
+    if not bundled:
+        raise GenhubError("no bundled models are registered; install the plugins with scripts/setup.sh")
+    table = Table("model", "family", "samples", "seconds", "grid")
+    with BackgroundServer(hub, address) as server, _progress() as bar:
+        console.print(f"serving {len(bundled)} bundled models on {server.address}")
+        for version in bundled:
+            task = bar.add_task(f"generate {version.ref}", total=None, info="")
+            started = time.perf_counter()
+            samples, described = generate_remote(
+                server.address, version.ref, num_samples=num_samples, seed=seed,
+                progress=lambda step, total, task=task: bar.update(task, total=total, completed=step),
+            )
+            path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
+            table.add_row(described, version.family, str(num_samples), f"{time.perf_counter() - started:.2f}", str(path))
+    out.print(table)
+
+
+def _all_models(hub: Hub) -> list[Any]:
+    models, token = hub.registry.list_models(page_size=1000)
+    while token:
+        more, token = hub.registry.list_models(page_size=1000, page_token=token)
+        models += more
+    return models
+
+
+def _add_server_commands() -> None:
+    from hub.server.commands import serve
+
+    cli.add_command(serve)
+
+
+_add_server_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: load plugins, let them add commands, run; domain errors print one line."""
+    try:
+        plugins = load_plugins()
+        plugins[0].add_commands(cli)
+        cli.main(args=argv, obj=plugins, standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("Aborted.")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except GenhubError as exc:
+        console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("Interrupted.")
+        sys.exit(130)
