@@ -1,0 +1,436 @@
+"""The DDPM family: config, model (train / sample / weights) and family object.
+
+The network (``unet.py`` / ``mlp.py``), the noise schedule (``schedule.py``)
+and the reverse loop (any registered ``Sampler``) stay apart; this module only
+wires them together and writes the training loop out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hub.errors import InvalidArgument
+from hub.model import (
+    BuildContext,
+    GenerativeModel,
+    ModelConfig,
+    ModelFamily,
+    NoiseSource,
+    SampleRequest,
+    StepCallback,
+    TrainOptions,
+    TrainProgress,
+    TrainResult,
+)
+from hub.sampling import PREDICTION_TYPES
+
+from genhub_ddpm.mlp import MLPDenoiser
+from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
+from genhub_ddpm.unet import UNet
+
+if TYPE_CHECKING:
+    from hub.datasets import Dataset
+
+NETWORKS = ("unet", "mlp")
+INIT_SEED = 0  # weights of a fresh build are a function of the config alone
+
+
+@dataclass
+class DDPMConfig(ModelConfig):
+    """A DDPM: network shape, noise process, conditioning, training and sampling defaults."""
+
+    sample_shape: tuple[int, ...] = (1, 16, 16)  # [C, H, W] for "unet", [D] for "mlp"
+    network: str = "unet"  # "unet" (images) or "mlp" (points)
+    base_channels: int = 32  # unet width of the first level; mlp hidden width
+    channel_mults: tuple[int, ...] = (1, 2, 2)  # unet: width multiplier per level, one level per entry
+    num_res_blocks: int = 1  # unet: residual blocks per level; mlp: residual blocks in all
+    attention_resolutions: tuple[int, ...] = ()  # unet: extra attention at these H; the middle always has it
+    dropout: float = 0.0
+    num_timesteps: int = 1000
+    beta_schedule: str = "linear"  # "linear" or "cosine"
+    beta_start: float = 1e-4  # "linear" only
+    beta_end: float = 0.02  # "linear" only
+    prediction_type: str = "epsilon"  # "epsilon", "v_prediction" or "sample"
+    clip_sample: float | None = 1.0  # clamp x0 estimates while sampling; None for unbounded data (points)
+    num_classes: int = 0  # > 0: class-conditional, index num_classes is the "null" (unconditional) class
+    class_dropout: float = 0.1  # fraction of training labels replaced by the null class (enables guidance)
+    ema_decay: float = 0.999  # sampling uses the EMA of the weights
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0: no clipping
+    default_sampler: str = "ddim"
+    default_steps: int = 50
+
+    def __post_init__(self) -> None:
+        # Lists arrive from JSON or from hand-written configs; tuples keep the config hashable and comparable.
+        self.sample_shape = tuple(self.sample_shape)
+        self.channel_mults = tuple(self.channel_mults)
+        self.attention_resolutions = tuple(self.attention_resolutions)
+        if self.network not in NETWORKS:
+            raise InvalidArgument("network", f"{self.network!r} is not one of {list(NETWORKS)}")
+        if self.network == "unet":
+            if len(self.sample_shape) != 3:
+                raise InvalidArgument("sample_shape", f"network 'unet' needs [C, H, W], got {list(self.sample_shape)}")
+            if not self.channel_mults or min(self.channel_mults) < 1:
+                raise InvalidArgument("channel_mults", f"need at least one level, each >= 1, got {list(self.channel_mults)}")
+            down = 2 ** (len(self.channel_mults) - 1)
+            _, h, w = self.sample_shape
+            if h % down or w % down:
+                raise InvalidArgument(
+                    "channel_mults",
+                    f"{len(self.channel_mults)} levels halve H and W {len(self.channel_mults) - 1} times, so they must be "
+                    f"divisible by {down}; got {h}x{w}. Use fewer levels or resize the data",
+                )
+        elif len(self.sample_shape) != 1:
+            raise InvalidArgument("sample_shape", f"network 'mlp' needs [D] (points), got {list(self.sample_shape)}")
+        if min(self.sample_shape) < 1:
+            raise InvalidArgument("sample_shape", f"every dimension must be >= 1, got {list(self.sample_shape)}")
+        for name in ("base_channels", "num_res_blocks"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise InvalidArgument("beta_schedule", f"{self.beta_schedule!r} is not one of {list(BETA_SCHEDULES)}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise InvalidArgument("prediction_type", f"{self.prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
+        if self.num_timesteps < 1:
+            raise InvalidArgument("num_timesteps", f"must be >= 1, got {self.num_timesteps}")
+        if self.num_classes < 0:
+            raise InvalidArgument("num_classes", f"must be >= 0 (0: unconditional), got {self.num_classes}")
+        for name in ("dropout", "class_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InvalidArgument("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        if not 1 <= self.default_steps <= self.num_timesteps:
+            raise InvalidArgument("default_steps", f"must be between 1 and num_timesteps={self.num_timesteps}, got {self.default_steps}")
+
+
+def build_network(config: DDPMConfig) -> nn.Module:
+    """The denoising network of ``config``: f(x_t, t, labels) -> prediction of ``prediction_type``."""
+    if config.network == "mlp":
+        return MLPDenoiser(config.sample_shape[0], config.base_channels, config.num_res_blocks, config.num_classes)
+    c, h, _ = config.sample_shape
+    return UNet(
+        in_channels=c,
+        resolution=h,
+        base_channels=config.base_channels,
+        channel_mults=config.channel_mults,
+        num_res_blocks=config.num_res_blocks,
+        attention_resolutions=config.attention_resolutions,
+        num_classes=config.num_classes,
+        dropout=config.dropout,
+    )
+
+
+def _index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless [batch_size] index tensors: shuffled epochs, so every item is seen once per epoch."""
+    pool = torch.empty(0, dtype=torch.long)
+    while True:
+        while pool.numel() < batch_size:
+            pool = torch.cat([pool, torch.randperm(n, generator=generator)])
+        yield pool[:batch_size]
+        pool = pool[batch_size:]
+
+
+class DDPMModel(GenerativeModel):
+    """A DDPM in memory: the trained network, its EMA (used to sample) and the noise process."""
+
+    output_kind: ClassVar[str] = "image"
+
+    def __init__(self, config: DDPMConfig, context: BuildContext) -> None:
+        self.config = config
+        self.context = context
+        self.process = make_process(
+            config.beta_schedule, config.num_timesteps, config.prediction_type, config.clip_sample, config.beta_start, config.beta_end
+        )
+        with torch.random.fork_rng(devices=[]):  # deterministic init without disturbing the caller's RNG
+            torch.manual_seed(INIT_SEED)
+            self.net = build_network(config)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self.train_steps = 0  # optimiser steps so far, over every train() call; drives the EMA warm-up
+        self._opt: torch.optim.Optimizer | None = None
+        self.device = torch.device("cpu")
+
+    # ---- training -------------------------------------------------------------------------------
+
+    def _check_dataset(self, dataset: Dataset) -> None:
+        if tuple(dataset.sample_shape) != self.config.sample_shape:
+            raise InvalidArgument(
+                "dataset",
+                f"{dataset.name!r} items have shape {list(dataset.sample_shape)} but this model was built for "
+                f"{list(self.config.sample_shape)}; build it with DDPMFamily().default_config(dataset)",
+            )
+        if len(dataset) == 0:
+            raise InvalidArgument("dataset", f"{dataset.name!r} split {dataset.split!r} is empty")
+        k = self.config.num_classes
+        if k > 0:
+            if dataset.labels is None:
+                raise InvalidArgument("dataset", f"the model is class-conditional (num_classes={k}) but {dataset.name!r} has no labels")
+            lo, hi = int(dataset.labels.min()), int(dataset.labels.max())
+            if lo < 0 or hi >= k:
+                raise InvalidArgument("dataset", f"{dataset.name!r} labels span [{lo}, {hi}], outside [0, {k}) for num_classes={k}")
+
+    def train(
+        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
+    ) -> TrainResult:
+        """Train in place (AdamW, EMA), deterministic for a given ``options.seed``."""
+        self._check_dataset(dataset)
+        if options.steps < 1:
+            raise InvalidArgument("steps", f"must be >= 1, got {options.steps}")
+        if options.batch_size < 1:
+            raise InvalidArgument("batch_size", f"must be >= 1, got {options.batch_size}")
+        if not options.learning_rate > 0:
+            raise InvalidArgument("learning_rate", f"must be > 0, got {options.learning_rate}")
+        cfg = self.config
+        self.to(options.device)
+        # All randomness from one CPU generator: the same seed trains the same weights on any device.
+        gen = torch.Generator().manual_seed(options.seed)
+        data = dataset.data.to(torch.float32)  # [N, C, H, W] or [N, D], kept on the CPU
+        labels = dataset.labels if cfg.num_classes > 0 else None
+        batches = _index_batches(len(dataset), options.batch_size, gen)
+        opt = self._optimizer(options.learning_rate)
+        log_every = max(1, min(50, options.steps // 20))
+        losses: list[float] = []
+        running, count = 0.0, 0
+        started = time.perf_counter()
+        self.net.train()
+        for step in range(1, options.steps + 1):
+            idx = next(batches)
+            x0 = data[idx]
+            t = torch.randint(0, cfg.num_timesteps, (x0.shape[0],), generator=gen)  # [B]
+            noise = torch.randn(x0.shape, generator=gen)
+            y = None
+            if labels is not None:
+                y = labels[idx].long()
+                drop = torch.rand(x0.shape[0], generator=gen) < cfg.class_dropout
+                y = torch.where(drop, torch.full_like(y, cfg.num_classes), y).to(self.device)
+            x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
+            x_t = self.process.add_noise(x0, noise, t)
+            loss = F.mse_loss(self.net(x_t, t, y), self.process.target(x0, noise, t))
+            value = float(loss.detach())
+            if not math.isfinite(value):  # stop before the update spreads NaN into the weights and the EMA
+                raise InvalidArgument(
+                    "learning_rate", f"loss became {value} at step {step}; lower the learning rate (was {options.learning_rate})"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            opt.step()
+            self.train_steps += 1
+            self._update_ema()
+            running, count = running + value, count + 1
+            if step % log_every == 0 or step == options.steps:
+                losses.append(running / count)
+                if progress is not None:
+                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
+                running, count = 0.0, 0
+        self.net.eval()
+        wall = time.perf_counter() - started
+        return TrainResult(losses=losses, extra={"train_steps": self.train_steps, "wall_time_s": wall, "log_every": log_every})
+
+    def _optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
+        # Kept across train() calls: training in chunks continues Adam's moments instead of restarting them.
+        if self._opt is None:
+            self._opt = torch.optim.AdamW(self.net.parameters(), lr=learning_rate, weight_decay=self.config.weight_decay)
+        for group in self._opt.param_groups:
+            group["lr"] = learning_rate
+        return self._opt
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up (as in many DDPM codebases): short runs would otherwise sample from nearly-initial weights.
+        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
+        for e, p in zip(self.ema.parameters(), self.net.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.net.buffers()):
+            e.copy_(b)
+
+    # ---- sampling -------------------------------------------------------------------------------
+
+    def _class_labels(self, request: SampleRequest) -> torch.Tensor | None:
+        k = self.config.num_classes
+        if request.class_labels is None:
+            return None
+        if k == 0:
+            raise InvalidArgument("class_labels", "this model is unconditional (num_classes=0); leave class_labels empty")
+        if len(request.class_labels) != request.num_samples:
+            raise InvalidArgument(
+                "class_labels", f"give one label per seed: {len(request.class_labels)} labels for {request.num_samples} seeds"
+            )
+        bad = [c for c in request.class_labels if not 0 <= c < k]
+        if bad:
+            raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}] (num_classes={k})")
+        return torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
+
+    def _check_request(self, request: SampleRequest) -> None:
+        if request.num_samples < 1:
+            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
+        if request.truncation is not None:
+            raise InvalidArgument("truncation", "DDPM models have no truncation (a GAN option); leave it unset")
+        if request.prompts is not None:
+            raise InvalidArgument("prompts", "DDPM models are not text-conditional; leave prompts empty (use class_labels)")
+        if request.params:
+            raise InvalidArgument("params", f"DDPM models take no family parameters, got {sorted(request.params)}")
+        if request.guidance_scale is not None:
+            if request.class_labels is None:
+                raise InvalidArgument("guidance_scale", "guidance needs class_labels (and a class-conditional model)")
+            if not request.guidance_scale >= 0:
+                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {request.guidance_scale}")
+
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        """[N, C, H, W] in [-1, 1] (or [N, D] points), sample i a function of seeds[i] and the request alone."""
+        self._check_request(request)
+        labels = self._class_labels(request)
+        name = request.sampler or self.config.default_sampler
+        sampler = self.context.samplers.get(name)  # NotFound names the samplers there are
+        if request.steps is not None:
+            steps = request.steps
+        elif name == self.config.default_sampler:
+            steps = self.config.default_steps
+        else:  # another sampler's default, capped for short processes (a DDPM sampler defaults to 1000)
+            steps = min(sampler.default_steps, self.config.num_timesteps)
+        sampler.check_steps(steps, self.process)
+        noise = NoiseSource(request.seeds, self.device)
+        x_T = noise.randn(*self.config.sample_shape)  # [N, *sample_shape], drawn before any step noise
+        model_fn = self._model_fn(labels, request.guidance_scale)
+        out = sampler.sample(
+            model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta, callback=callback, preview_every=request.preview_every
+        )
+        return out.clamp(-1.0, 1.0) if self.output_kind == "image" else out
+
+    def _model_fn(self, labels: torch.Tensor | None, guidance: float | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        ema = self.ema
+
+        def plain(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return ema(x, t, labels)
+
+        def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            # Classifier-free guidance: one pass over [cond; uncond], then extrapolate from uncond.
+            assert labels is not None and guidance is not None
+            null = torch.full_like(labels, self.config.num_classes)
+            both = ema(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
+            cond, uncond = both.chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        return guided if labels is not None and guidance is not None and guidance != 1.0 else plain
+
+    # ---- weights --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``net.*`` (trained weights, to resume), ``ema.*`` (sampled from) and ``train_steps``; all contiguous CPU copies."""
+        out: dict[str, torch.Tensor] = {}
+        for prefix, module in (("net.", self.net), ("ema.", self.ema)):
+            for key, value in module.state_dict().items():
+                out[prefix + key] = value.detach().to("cpu", copy=True).contiguous()
+        out["train_steps"] = torch.tensor([self.train_steps], dtype=torch.int64)
+        return out
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Load ``state_dict`` output; either of ``net.*`` / ``ema.*`` alone stands for both (slim checkpoints)."""
+        net = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        net, ema = net or ema, ema or net
+        expected = set(self.net.state_dict())
+        for name, part in (("net", net), ("ema", ema)):
+            missing, unexpected = sorted(expected - set(part)), sorted(set(part) - expected)
+            if missing or unexpected:
+                raise InvalidArgument(
+                    "weights",
+                    f"{name} weights do not fit this config: missing {missing[:4]}, unexpected {unexpected[:4]} "
+                    f"({len(missing)} missing, {len(unexpected)} unexpected); load them with the config they were saved with",
+                )
+        try:
+            self.net.load_state_dict(net)
+            self.ema.load_state_dict(ema)
+        except RuntimeError as err:  # shape mismatches
+            raise InvalidArgument("weights", f"weights do not fit this config: {err}") from None
+        self._opt = None  # moments of other weights would mislead the next train()
+        if "train_steps" in tensors:
+            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
+
+    def to(self, device: torch.device | str) -> DDPMModel:
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        self.ema.to(self.device)
+        if self._opt is not None:  # Adam's moments must follow their parameters
+            for state in self._opt.state.values():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and key != "step":
+                        state[key] = value.to(self.device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "family": DDPMFamily.name,
+            "output_kind": self.output_kind,
+            "sample_shape": list(cfg.sample_shape),
+            "network": cfg.network,
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "num_timesteps": cfg.num_timesteps,
+            "beta_schedule": cfg.beta_schedule,
+            "prediction_type": cfg.prediction_type,
+            "samplers": self.context.samplers.names(),
+            "default_sampler": cfg.default_sampler,
+            "default_steps": cfg.default_steps,
+            "num_classes": cfg.num_classes,
+            "class_conditional": cfg.num_classes > 0,
+            "supports_guidance": cfg.num_classes > 0 and cfg.class_dropout > 0,
+            "train_steps": self.train_steps,
+        }
+
+
+class DDPMPointsModel(DDPMModel):
+    """The same model over [N, D] points (network "mlp"): outputs are not clamped."""
+
+    output_kind: ClassVar[str] = "points"
+
+
+def _image_levels(h: int, w: int) -> tuple[int, ...]:
+    """Channel multipliers for an H x W image: down to about 4x4, as far as H and W halve evenly."""
+    mults = [1]
+    while len(mults) < 4 and min(h, w) // 2 ** len(mults) >= 4 and h % 2 ** len(mults) == 0 and w % 2 ** len(mults) == 0:
+        mults.append(2)
+    return tuple(mults)
+
+
+class DDPMFamily(ModelFamily):
+    """Denoising diffusion (Ho et al. 2020): a UNet for images, an MLP for points; any registered sampler."""
+
+    name: ClassVar[str] = "ddpm"
+    config_class: ClassVar[type[ModelConfig]] = DDPMConfig
+    description: ClassVar[str] = "Denoising diffusion probabilistic model (UNet for images, MLP for 2D points)"
+
+    def build(self, config: ModelConfig, context: BuildContext) -> DDPMModel:
+        if not isinstance(config, DDPMConfig):
+            raise InvalidArgument("config", f"family 'ddpm' needs a DDPMConfig, got {type(config).__name__}")
+        cls = DDPMPointsModel if config.network == "mlp" else DDPMModel
+        return cls(config, context)
+
+    def default_config(self, dataset: Dataset | None = None) -> DDPMConfig:
+        if dataset is None:
+            return DDPMConfig()
+        num_classes = 0
+        if dataset.labels is not None and len(dataset) > 0:
+            num_classes = dataset.num_classes or int(dataset.labels.max()) + 1
+        if dataset.kind == "points":
+            return DDPMConfig(
+                sample_shape=tuple(dataset.sample_shape),
+                network="mlp",
+                base_channels=128,
+                channel_mults=(1,),
+                num_res_blocks=3,
+                clip_sample=None,  # points are not confined to [-1, 1]
+                num_classes=num_classes,
+            )
+        _, h, w = dataset.sample_shape
+        return DDPMConfig(sample_shape=tuple(dataset.sample_shape), channel_mults=_image_levels(h, w), num_classes=num_classes)

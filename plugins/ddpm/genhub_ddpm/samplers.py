@@ -1,0 +1,176 @@
+"""DDPM (ancestral) and DDIM samplers, usable by any diffusion family.
+
+The single-step math is exposed as pure functions (``ddpm_step``, ``ddim_step``)
+so tests can compare one step against diffusers' ``DDPMScheduler.step`` /
+``DDIMScheduler.step``. Both samplers walk the "leading" strided timesteps that
+diffusers uses by default (``steps_offset=0``): t = (steps-1)*r, ..., r, 0 with
+r = T // steps, and step from t to t - r.
+
+Noise is drawn from the request's ``NoiseSource`` (row i from seed i only), so a
+sample does not depend on what it was batched with.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from hub.errors import InvalidArgument
+from hub.model import NoiseSource, StepCallback, StepEvent, report_step
+from hub.sampling import DiffusionProcess, ModelFn, Sampler
+
+__all__ = ["DDIMSampler", "DDPMSampler", "StepOutput", "ddim_step", "ddpm_step", "leading_timesteps"]
+
+
+class StepOutput(NamedTuple):
+    prev_sample: torch.Tensor  # x_{prev_t}, same shape as x_t
+    pred_x0: torch.Tensor  # the x0 estimate this step used (clipped if the process clips)
+
+
+def leading_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """Descending timesteps of a ``steps``-step schedule, "leading" spacing, offset 0 (diffusers' default)."""
+    if not 1 <= steps <= num_timesteps:
+        raise InvalidArgument("steps", f"must be between 1 and {num_timesteps}, got {steps}")
+    ratio = num_timesteps // steps
+    return [i * ratio for i in reversed(range(steps))]
+
+
+def _abar(process: DiffusionProcess, t: int) -> float:
+    """alpha-bar at t as a Python float (float64); 1.0 before the start (t < 0), i.e. clean data."""
+    return float(process.alphas_cumprod[t]) if t >= 0 else 1.0
+
+
+def ddpm_step(
+    process: DiffusionProcess,
+    model_output: torch.Tensor,
+    t: int,
+    prev_t: int,
+    x_t: torch.Tensor,
+    noise: torch.Tensor | None,
+) -> StepOutput:
+    """One ancestral step x_t -> x_{prev_t} with the "fixed_small" (posterior) variance.
+
+    ``noise`` ([N, ...] standard normal) is added unless prev_t < 0 (the last step), where it may be None.
+    """
+    a_t, a_prev = _abar(process, t), _abar(process, prev_t)
+    alpha = a_t / a_prev  # of the (possibly strided) step t -> prev_t
+    beta = 1.0 - alpha
+    x0, _ = process.split(model_output, x_t, t)
+    # Posterior mean of q(x_prev | x_t, x0), eq. (7) of Ho et al. 2020 with strided alphas.
+    coef_x0 = a_prev**0.5 * beta / (1.0 - a_t)
+    coef_xt = alpha**0.5 * (1.0 - a_prev) / (1.0 - a_t)
+    prev = coef_x0 * x0 + coef_xt * x_t
+    if prev_t >= 0:
+        if noise is None:
+            raise ValueError(f"ddpm_step from t={t} to prev_t={prev_t} needs noise shaped like x_t {tuple(x_t.shape)}")
+        variance = max((1.0 - a_prev) / (1.0 - a_t) * beta, 1e-20)  # floor as diffusers does, for t where it is ~0
+        prev = prev + variance**0.5 * noise
+    return StepOutput(prev, x0)
+
+
+def ddim_step(
+    process: DiffusionProcess,
+    model_output: torch.Tensor,
+    t: int,
+    prev_t: int,
+    x_t: torch.Tensor,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> StepOutput:
+    """One DDIM step x_t -> x_{prev_t} (Song et al. 2021, eq. 12); ``eta`` 0 is deterministic, 1 is DDPM-like.
+
+    ``noise`` ([N, ...] standard normal) is needed when eta > 0 and the step's sigma is not zero.
+    """
+    a_t, a_prev = _abar(process, t), _abar(process, prev_t)
+    x0, eps = process.split(model_output, x_t, t)
+    sigma = eta * ((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)) ** 0.5
+    # max(): with eta <= 1 the radicand is >= 0 in exact arithmetic; guard the rounding.
+    direction = max(1.0 - a_prev - sigma**2, 0.0) ** 0.5 * eps
+    prev = a_prev**0.5 * x0 + direction
+    if sigma > 0:
+        if noise is None:
+            raise ValueError(f"ddim_step with eta={eta} from t={t} needs noise shaped like x_t {tuple(x_t.shape)}")
+        prev = prev + sigma * noise
+    return StepOutput(prev, x0)
+
+
+class _StridedSampler(Sampler):
+    """The loop both samplers share: strided timesteps, one network pass per step, progress after each."""
+
+    def _step(
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+    ) -> StepOutput:
+        raise NotImplementedError
+
+    def _check_eta(self, eta: float) -> None:
+        raise NotImplementedError
+
+    def sample(
+        self,
+        model_fn: ModelFn,
+        process: DiffusionProcess,
+        x_T: torch.Tensor,
+        *,
+        steps: int,
+        noise: NoiseSource,
+        eta: float = 0.0,
+        callback: StepCallback | None = None,
+        preview_every: int = 0,
+    ) -> torch.Tensor:
+        """Denoise ``x_T`` ([N, ...]) in ``steps`` network passes; return x_0 ([N, ...])."""
+        self.check_steps(steps, process)
+        self._check_eta(eta)
+        if len(noise) != x_T.shape[0]:
+            raise ValueError(f"noise source has {len(noise)} seeds for a batch of {x_T.shape[0]}; give one seed per sample")
+        if preview_every < 0:
+            raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {preview_every}")
+        ratio = process.num_timesteps // steps
+        x = x_T
+        with torch.no_grad():  # no_grad, not inference_mode: callers may modify the result in place
+            for i, t in enumerate(leading_timesteps(process.num_timesteps, steps)):
+                t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # [N]
+                out = model_fn(x, t_batch)
+                if out.shape != x.shape:
+                    raise ValueError(f"model_fn returned shape {tuple(out.shape)} for input {tuple(x.shape)}; they must match")
+                x, x0 = self._step(process, out, t, t - ratio, x, eta, noise)
+                preview = x0 if preview_every and (i + 1) % preview_every == 0 else None
+                report_step(callback, StepEvent(i + 1, steps, preview))
+        return x
+
+
+class DDPMSampler(_StridedSampler):
+    """Ancestral sampling (Ho et al. 2020), "fixed_small" variance; fewer steps than T stride the chain."""
+
+    name = "ddpm"
+    description = "DDPM ancestral sampling, fixed-small variance; best with steps = T (usually 1000)"
+    default_steps = 1000
+
+    def _check_eta(self, eta: float) -> None:
+        if eta != 0.0:
+            raise InvalidArgument("eta", f"the 'ddpm' sampler has no eta (got {eta}); leave it at 0 or use sampler 'ddim'")
+
+    def _step(
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+    ) -> StepOutput:
+        z = noise.randn_like(x) if prev_t >= 0 else None
+        return ddpm_step(process, out, t, prev_t, x, z)
+
+
+class DDIMSampler(_StridedSampler):
+    """DDIM (Song et al. 2021): deterministic at eta 0, any number of steps."""
+
+    name = "ddim"
+    description = "DDIM; eta=0 deterministic, eta=1 DDPM-like; good samples in 20-100 steps"
+    default_steps = 50
+
+    def _check_eta(self, eta: float) -> None:
+        if not 0.0 <= eta <= 1.0:
+            raise InvalidArgument("eta", f"must be between 0 and 1 for sampler 'ddim', got {eta}")
+
+    def _step(
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+    ) -> StepOutput:
+        # Draw only when the step adds noise: sigma is 0 for eta 0 and on the last step.
+        z = noise.randn_like(x) if eta > 0 and prev_t >= 0 else None
+        return ddim_step(process, out, t, prev_t, x, eta, z)
