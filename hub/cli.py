@@ -304,9 +304,11 @@ def _all_models(hub: Hub) -> list[Any]:
 
 
 def _add_server_commands() -> None:
+    from hub.ray.commands import deploy
     from hub.server.commands import serve
 
     cli.add_command(serve)
+    cli.add_command(deploy)
 
 
 _add_server_commands()

@@ -18,6 +18,9 @@ class InvalidArgument(GenhubError):
         super().__init__(f"{field}: {message}")
         self.field = field
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across processes (Ray replicas)
+        return type(self), (self.field, str(self)[len(self.field) + 2 :])
+
 
 class NotFound(GenhubError):
     """A model, version, alias, sampler, dataset or family does not exist."""
@@ -29,6 +32,10 @@ class AlreadyExists(GenhubError):
 
 class ResourceExhausted(GenhubError):
     """A queue or limit is full; retry later or lower the load."""
+
+
+class Unavailable(GenhubError):
+    """The server or the replica serving a request went away; retry."""
 
 
 class DeadlineExceeded(GenhubError):

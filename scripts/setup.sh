@@ -19,9 +19,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "${PIP[@]}" install --quiet "$TORCH_SPEC"
 fi
 
-extras="."
+extras=".[ray]"
 if [ "${1:-}" = "--test" ]; then
-  extras=".[test]"
+  extras=".[test,ray]"
 fi
 plugins=()
 for plugin in plugins/*/; do

@@ -26,20 +26,34 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
               help="Seconds SIGTERM waits for calls in flight to finish.")
 @click.option("--db", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
 @click.option("--home", type=click.Path(file_okay=False), help="genhub data folder.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process (grpc.aio); ray: a Ray Serve app, one autoscaling deployment per model.")
+@click.option("--overrides", type=click.Path(exists=True, dir_okay=False),
+              help="ray: YAML of per-model serving settings (resources, autoscaling, batching).")
+@click.option("--set", "assignments", multiple=True, metavar="MODEL.KEY=VALUE", help="ray: override one serving setting.")
+@click.option("--ray-address", help="ray: join this cluster (e.g. auto) instead of starting a local instance.")
 @click.pass_context
 def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: int, max_queue: int, grace: float,
-          db: str | None, home: str | None) -> None:
+          db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
+          ray_address: str | None) -> None:
     """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM."""
     from hub.core import Hub
     from hub.server.app import serve as serve_async
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
-    hub = Hub.open(
-        db_url=db or getattr(parent, "db", None),
-        home=home or getattr(parent, "home", None),
-        plugins=getattr(parent, "plugins", None),
-    )
+    db_url, home_dir = db or getattr(parent, "db", None), home or getattr(parent, "home", None)
+    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None))
+    if backend == "ray":
+        from hub.ray.commands import serve_ray
+
+        try:
+            serve_ray(hub, address, db_url=db_url, home=home_dir, overrides=overrides, assignments=assignments,
+                      ray_address=ray_address)
+        finally:
+            hub.close()
+        click.echo("genhub server stopped", err=True)
+        return
 
     def ready(handle: Any) -> None:
         # One parseable line: tests and scripts that ask for port 0 read the real port from it.

@@ -27,6 +27,7 @@ _CODES: dict[type[errors.GenhubError], grpc.StatusCode] = {
     errors.Cancelled: grpc.StatusCode.CANCELLED,
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.ArtifactCorrupt: grpc.StatusCode.DATA_LOSS,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, code in _CODES.items()}
 
@@ -48,7 +49,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 def error_for(code: grpc.StatusCode, details: str) -> errors.GenhubError:
     """The domain error for a status a server sent (the reverse of ``status_for``)."""
     if code == grpc.StatusCode.UNAVAILABLE:
-        return errors.GenhubError(f"server unavailable: {details}; is `genhub serve` running at that address?")
+        return errors.Unavailable(f"server unavailable: {details}; is `genhub serve` running at that address?")
     cls = _CLASSES.get(code, errors.GenhubError)
     if cls is errors.InvalidArgument:
         field, _, message = details.partition(": ")

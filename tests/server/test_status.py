@@ -18,6 +18,7 @@ TABLE = [
     (errors.ArtifactCorrupt("bad bytes"), grpc.StatusCode.DATA_LOSS),
     (errors.StartupError("two plugins"), grpc.StatusCode.INTERNAL),
     (errors.PluginError("plugin raised"), grpc.StatusCode.INTERNAL),
+    (errors.Unavailable("the replica stopped; retry"), grpc.StatusCode.UNAVAILABLE),
 ]
 
 

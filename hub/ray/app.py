@@ -1,0 +1,353 @@
+"""The Ray Serve application: the hub.v1 gRPC API in front of one deployment per served model.
+
+    serve run hub.ray.app:build_app db_url=sqlite:////shared/genhub/registry.db home=/shared/genhub
+
+Serve's gRPC proxy routes each hub.v1 RPC by method name to ``Ingress``, which
+validates the request (``hub.server.convert``), resolves the model reference in
+the registry and forwards it by ``DeploymentHandle`` to that model's deployment,
+``ModelServer``. One deployment per model (not per version): resources and
+autoscaling are per model, and the replicas multiplex the model's versions with
+``@serve.multiplexed`` (model id ``name:version``), so a version registered or
+aliased after deployment is served without redeploying. Unary generation is
+batched with ``@serve.batch``; streaming runs one request per sampling call.
+
+Weights reach replicas by digest from the artifact store (``home`` or
+``artifacts_root`` on a filesystem every node mounts; ``Hub.load`` verifies the
+digest). Errors leave through ``hub.server.status.status_for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import grpc
+import torch
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.handle import DeploymentHandle
+
+from hub import errors
+from hub.core import Hub
+from hub.model import StepEvent
+from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
+from hub.ray.settings import Overrides, ServeSettings, settings_for
+from hub.server import convert
+from hub.server.batching import Job, merge
+from hub.server.services import HubThread, RegistryService, Resolver
+from hub.server.status import status_for
+from hub.v1 import generation_pb2, types_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubArgs:
+    """Where replicas find the registry and the artifact store (shared by every node)."""
+
+    db_url: str | None = None
+    home: str | None = None
+    artifacts_root: str | None = None
+
+    def open(self) -> Hub:
+        return Hub.open(db_url=self.db_url, home=self.home, artifacts_root=self.artifacts_root, sync=False)
+
+
+@dataclass
+class Work:
+    """One generation request inside a replica (a ``Job`` without the local server's queue)."""
+
+    parsed: convert.ParsedRequest
+    version: Any  # VersionRecord
+    cancelled: bool = False
+    arrived: float = field(default_factory=time.monotonic)  # at the replica, before @serve.batch's wait
+
+    def job(self, fmt: int) -> Job:
+        return Job(request=self.parsed.request, seed=self.parsed.seed, version=self.version, fmt=fmt, deadline=None,
+                   future=asyncio.get_running_loop().create_future(), enqueued_at=self.arrived)
+
+
+class ModelServer:
+    """The replicas of one model: load versions by digest, batch unary calls, stream progress."""
+
+    def __init__(self, model: str, hub_args: HubArgs, settings: dict[str, Any]) -> None:
+        self.settings = ServeSettings(**settings)
+        torch.set_num_threads(max(1, int(self.settings.num_cpus)))  # more threads than CPUs thrash
+        self.model = model
+        self.hub = hub_args.open()
+        self.hub_thread = HubThread(self.hub)
+        self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sample-{model}")
+        self.generate_batch.set_max_batch_size(self.settings.max_batch_size)
+        self.generate_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+
+        async def load(ref: str) -> Any:  # a plain function: Serve keeps its LRU of loaded versions on it
+            return await self._load(ref)
+
+        self.load_version = serve.multiplexed(max_num_models_per_replica=self.settings.max_versions_per_replica)(load)
+
+    async def _load(self, ref: str) -> Any:
+        """The model of version ``ref`` (``name:version``); the artifact store verifies the weights' digest."""
+        return (await self.hub_thread.run(self.hub.load, ref, self.device)).model
+
+    # -- unary: @serve.batch ------------------------------------------------------------------
+
+    async def generate(self, parsed: convert.ParsedRequest, version: Any) -> generation_pb2.GenerateResponse | errors.GenhubError:
+        """A domain error comes back as a value (Ray would wrap a raised one)."""
+        try:
+            return await self.generate_batch(Work(parsed, version))
+        except errors.GenhubError as exc:
+            return exc
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def generate_batch(self, works: list[Work]) -> list[Any]:
+        groups: dict[Any, list[tuple[int, Job]]] = {}
+        results: list[Any] = [None] * len(works)
+        for i, work in enumerate(works):
+            try:
+                model = await self.load_version(work.version.ref)
+                job = work.job(convert.resolve_format(work.parsed.format, model.output_kind, work.parsed.model))
+            except errors.GenhubError as exc:
+                results[i] = exc
+                continue
+            groups.setdefault((work.version.artifact_digest, job.key), []).append((i, job))
+        for members in groups.values():
+            jobs = [job for _, job in members]
+            outcomes = await self._sample(jobs, record=len(jobs) == 1)
+            if len(jobs) > 1:
+                if any(isinstance(o, Exception) for o in outcomes):  # one bad request must not fail the rest
+                    outcomes = [(await self._sample([job]))[0] for job in jobs]
+                else:
+                    outcomes = await self._log(jobs, outcomes)
+            for (i, job), outcome in zip(members, outcomes):
+                results[i] = outcome
+        return results
+
+    async def _sample(self, jobs: list[Job], work: Work | None = None,
+                      events: asyncio.Queue[generation_pb2.Progress | None] | None = None, *, record: bool = True) -> list[Any]:
+        """One sampling call for ``jobs``; each gets a GenerateResponse or its error (logged in the registry if ``record``)."""
+        loop = asyncio.get_running_loop()
+        model = await self.load_version(jobs[0].version.ref)
+        offset = 0
+        for job in jobs:
+            job.offset, offset = offset, offset + job.num_samples
+
+        def run() -> list[list[types_pb2.Image]]:
+            def on_step(event: StepEvent) -> bool:
+                if events is not None:
+                    previews = convert.preview_messages(event.preview, jobs[0].fmt) if event.preview is not None else []
+                    progress = generation_pb2.Progress(step=event.step, total=event.total, previews=previews)
+                    loop.call_soon_threadsafe(events.put_nowait, progress)
+                return not (work is not None and work.cancelled)
+
+            samples = model.sample(merge(jobs), on_step).detach().to("cpu")  # [N, C, H, W] or [N, 2]
+            return [convert.image_messages(samples[j.offset : j.offset + j.num_samples], j.fmt) for j in jobs]
+
+        started = time.monotonic()
+        try:
+            images: list[Any] = await loop.run_in_executor(self._sampler, run)
+        except Exception as exc:  # noqa: BLE001 - returned per request; a model bug is INTERNAL
+            if not isinstance(exc, errors.GenhubError):
+                log.exception("model %s failed", self.model)
+            images = [exc] * len(jobs)
+        duration = time.monotonic() - started
+        outcomes: list[Any] = []
+        for job, job_images in zip(jobs, images):
+            if isinstance(job_images, BaseException):
+                outcomes.append(job_images)
+                continue
+            outcomes.append(generation_pb2.GenerateResponse(
+                images=job_images, model_version=convert.version_ref(job.version), seed=job.seed,
+                duration_seconds=duration, queue_seconds=started - job.enqueued_at, batch_samples=offset,
+            ))
+        return await self._log(jobs, outcomes) if record else outcomes
+
+    async def _log(self, jobs: list[Job], outcomes: list[Any]) -> list[Any]:
+        """Log each request in the registry and put the generation ids into the responses."""
+
+        def status(outcome: Any) -> tuple[str, str | None, float]:
+            if isinstance(outcome, generation_pb2.GenerateResponse):
+                return "ok", None, outcome.duration_seconds
+            if isinstance(outcome, errors.Cancelled):
+                return "cancelled", "the client cancelled the request", 0.0
+            return "error", f"{type(outcome).__name__}: {outcome}", 0.0
+
+        def write() -> list[int]:
+            return [self.hub.log_generation(j.version, j.request, j.seed, duration, state, error)
+                    for j, (state, error, duration) in zip(jobs, map(status, outcomes))]
+
+        try:
+            ids = await self.hub_thread.run(write)
+        except Exception:  # a registry hiccup must not lose the images
+            log.exception("could not log %d generation(s) of %s", len(jobs), self.model)
+            ids = [0] * len(jobs)
+        for outcome, generation_id in zip(outcomes, ids):
+            if isinstance(outcome, generation_pb2.GenerateResponse):
+                outcome.generation_id = generation_id
+        return outcomes
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    async def stream(self, parsed: convert.ParsedRequest, version: Any) -> AsyncIterator[Any]:
+        """Yields Progress messages, then the GenerateResponse (or a domain error, as a value)."""
+        work = Work(parsed, version)
+        try:
+            model = await self.load_version(version.ref)
+            job = work.job(convert.resolve_format(parsed.format, model.output_kind, parsed.model))
+        except errors.GenhubError as exc:
+            yield exc
+            return
+        events: asyncio.Queue[generation_pb2.Progress | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self._sample([job], work, events))
+        task.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while (progress := await events.get()) is not None:
+                yield progress
+            yield task.result()[0]
+        finally:
+            work.cancelled = True  # the client went away (or we are done): stop at the next step
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The domain error behind an exception a handle call raised; infrastructure errors become Unavailable."""
+    if isinstance(exc, RayActorError):
+        return errors.Unavailable("the replica serving this request stopped (it died or was removed); retry the request")
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException):
+        return _unwrap(exc.cause)
+    return exc
+
+
+class Ingress:
+    """hub.v1 RegistryService + GenerationService, method for method, for Serve's gRPC proxy."""
+
+    def __init__(self, hub_args: HubArgs, models: dict[str, DeploymentHandle], alias_ttl_s: float = 1.0) -> None:
+        self.hub = hub_args.open()
+        self.hub_thread = HubThread(self.hub)
+        self.resolver = Resolver(self.hub_thread, alias_ttl_s)
+        self.registry = RegistryService(self.hub_thread, self.resolver)
+        self.models = models
+
+    async def _call(self, coroutine: Any, grpc_context: Any) -> Any:
+        try:
+            return await coroutine
+        except BaseException as exc:
+            _fail(exc, grpc_context)
+
+    async def ListPlugins(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._call(self.registry.ListPlugins(request, grpc_context), grpc_context)
+
+    async def ListModels(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._call(self.registry.ListModels(request, grpc_context), grpc_context)
+
+    async def GetModel(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._call(self.registry.GetModel(request, grpc_context), grpc_context)
+
+    async def ListVersions(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._call(self.registry.ListVersions(request, grpc_context), grpc_context)
+
+    async def SetAlias(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._call(self.registry.SetAlias(request, grpc_context), grpc_context)
+
+    async def _route(self, message: generation_pb2.GenerateRequest, preview_every: int) -> tuple[Any, Any, DeploymentHandle]:
+        parsed = convert.parse_generate(message, preview_every)
+        version = await self.resolver.resolve(parsed.model)
+        handle = self.models.get(version.model)
+        if handle is None:
+            raise errors.NotFound(f"model {version.model} is in the registry but not deployed in this Serve application; "
+                                  "add it with `genhub deploy render` and redeploy")
+        return parsed, version, handle.options(multiplexed_model_id=version.ref)
+
+    async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
+        try:
+            parsed, version, handle = await self._route(request, 0)
+            result = await handle.generate.remote(parsed, version)  # cancelled with this call
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        except BaseException as exc:
+            _fail(exc, grpc_context)
+
+    async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
+        responses = None
+        try:
+            parsed, version, handle = await self._route(request.request, request.preview_every)
+            responses = handle.options(stream=True).stream.remote(parsed, version)
+            async for item in responses:
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, generation_pb2.Progress):
+                    yield generation_pb2.StreamGenerateResponse(progress=item)
+                else:
+                    yield generation_pb2.StreamGenerateResponse(result=item)
+            responses = None
+        except BaseException as exc:
+            _fail(exc, grpc_context)
+        finally:
+            if responses is not None:  # the client went away: stop the replica's sampling too
+                responses.cancel()
+
+
+def _fail(exc: BaseException, grpc_context: Any) -> None:
+    """Set the status ``status_for`` gives and re-raise (Serve keeps a status set before the raise)."""
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        raise exc
+    cause = _unwrap(exc)
+    code, message = status_for(cause)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("unexpected error", exc_info=cause)
+    if grpc_context is not None:
+        grpc_context.set_code(code)
+        grpc_context.set_details(message)
+    raise errors.GenhubError(message)  # plain and picklable: the proxy reads the status set above
+
+
+def build(hub_args: HubArgs, settings: dict[str, ServeSettings], alias_ttl_s: float = 1.0) -> Any:
+    """The Serve application graph: an ingress bound to one ``ModelServer`` deployment per model."""
+    models = {
+        name: serve.deployment(ModelServer).options(
+            name=deployment_name(name),
+            ray_actor_options=s.ray_actor_options(),
+            autoscaling_config=s.autoscaling_config(),
+            max_ongoing_requests=s.max_ongoing_requests,
+        ).bind(name, hub_args, s.to_dict())
+        for name, s in sorted(settings.items())
+    }
+    ingress = serve.deployment(Ingress).options(name=INGRESS_NAME, ray_actor_options=INGRESS_OPTIONS,
+                                                max_ongoing_requests=INGRESS_MAX_ONGOING)
+    return ingress.bind(hub_args, models, alias_ttl_s)
+
+
+def plan(hub: Hub, overrides: Overrides | None = None, models: list[str] | None = None) -> dict[str, ServeSettings]:
+    """Serving settings of every model in the registry that has a version (or of ``models``)."""
+    names = models if models else [m.name for m in _all_models(hub) if m.latest_version is not None]
+    return {name: settings_for(hub, name, overrides) for name in names}
+
+
+def _all_models(hub: Hub) -> list[Any]:
+    records, token = hub.registry.list_models(page_size=1000)
+    while token:
+        more, token = hub.registry.list_models(page_size=1000, page_token=token)
+        records += more
+    return records
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Application builder for `serve run hub.ray.app:build_app` and Serve config files.
+
+    args: ``db_url``, ``home``, ``artifacts_root`` (shared by every node); ``settings``
+    ({MODEL: {KEY: VALUE}}, as `genhub deploy render` writes them: exactly these models), or else
+    ``models`` (names; default every model in the registry) with ``overrides`` (a YAML path) and
+    ``set`` (a list of MODEL.KEY=VALUE) over the registry's tags; ``alias_ttl_s``.
+    """
+    hub_args = HubArgs(args.get("db_url"), args.get("home"), args.get("artifacts_root"))
+    if args.get("settings") is not None:
+        settings = {name: ServeSettings().replace(values, f"settings of {name}") for name, values in args["settings"].items()}
+    else:
+        overrides = Overrides.load(args.get("overrides"), args.get("set") or ())
+        with Hub.open(db_url=hub_args.db_url, home=hub_args.home, artifacts_root=hub_args.artifacts_root) as hub:
+            settings = plan(hub, overrides, args.get("models"))
+    return build(hub_args, settings, float(args.get("alias_ttl_s", 1.0)))

@@ -1,0 +1,76 @@
+"""Start Ray and Serve with the hub.v1 gRPC ingress, run the app, stop everything.
+
+Used by `genhub serve --backend ray`, the tests and the benchmark. On a cluster,
+``ray_address="auto"`` joins the running one (and leaves it running on stop).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from hub.ray.constants import APP_NAME, SERVICER_FUNCTIONS
+
+# Settings Ray reads from the environment when it starts: set them before ray.init.
+FAST_AUTOSCALING_ENV = {
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
+LOCAL_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps a local instance's sockets on 127.0.0.1 (see NOTES.md)
+    "OMP_NUM_THREADS": "1",  # torch in replicas: their thread count is set per replica from num_cpus
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | None = None,
+          env: dict[str, str] | None = None, http_port: int | None = None) -> None:
+    """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy."""
+    import ray
+    from ray import serve
+    from ray.serve.config import HTTPOptions, gRPCOptions
+
+    if ray_address is None:
+        os.environ.update({**LOCAL_ENV, **(env or {})})
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=ray_address, log_to_driver=False)
+    serve.start(
+        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=SERVICER_FUNCTIONS),
+        http_options=HTTPOptions(host="127.0.0.1", port=http_port or free_port()),
+    )
+
+
+def run(app: Any) -> None:
+    """Deploy ``app`` as the genhub application; returns once it is RUNNING."""
+    from ray import serve
+
+    serve.run(app, name=APP_NAME, blocking=False)
+
+
+def stop(*, local: bool = True) -> None:
+    """serve.shutdown, then ray.shutdown; a local instance takes its processes with it."""
+    import ray
+    from ray import serve
+
+    try:
+        if ray.is_initialized() and local:
+            serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def replicas(deployment: str, app: str = APP_NAME) -> int:
+    """RUNNING replicas of ``deployment`` now."""
+    from ray import serve
+
+    status = serve.status().applications.get(app)
+    if status is None or deployment not in status.deployments:
+        return 0
+    return int(status.deployments[deployment].replica_states.get("RUNNING", 0))

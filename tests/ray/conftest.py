@@ -1,0 +1,105 @@
+"""A local Ray instance with Serve's gRPC ingress, started and stopped once per test session.
+
+The app serves a tiny hub of its own (a real SQLite file in a tmp dir): the two
+models of the shared client suite, ``tiny-scale`` (short autoscaling delays) and
+``tiny-kill`` (two replicas, for the replica-failure test). Ray workers find the
+tiny test family through an entry point on PYTHONPATH, as a subprocess server does.
+At the end, every process Ray started must be gone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from hub.client import Client
+from tests.server.harness import POINTS_MODEL, IMAGE_MODEL, REPO, TinyHub, open_tiny_hub, register_trained, write_entry_point
+
+SCALE_MODEL = "tiny-scale"
+KILL_MODEL = "tiny-kill"
+KILL_MAX_ONGOING = 4
+SCALE = {  # short delays (NOTES.md): scale-up decided within seconds, back down ~10 s after the load stops
+    "num_cpus": 0.1, "min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2, "max_ongoing_requests": 4,
+    "upscale_delay_s": 1, "downscale_delay_s": 6, "metrics_interval_s": 1, "look_back_period_s": 2,
+}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
+    opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-ray"))
+    register_trained(opened.hub, SCALE_MODEL, "digits")
+    register_trained(opened.hub, KILL_MODEL, "digits")
+    yield opened
+    opened.hub.close()
+
+
+@pytest.fixture(scope="session")
+def ray_app(tiny: TinyHub) -> Iterator[str]:
+    """The genhub Serve app on a local Ray instance; yields the gRPC address (127.0.0.1:PORT)."""
+    from hub.ray import app, runner
+    from hub.ray.settings import ServeSettings
+
+    entry_points = write_entry_point(tiny.home / "entry-points")
+    os.environ.update({
+        "RAY_AUTH_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join([str(entry_points), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "GENHUB_DEVICE": "cpu",
+        **runner.FAST_AUTOSCALING_ENV,
+    })
+    port = runner.free_port()
+    base = ServeSettings(num_cpus=0.1, max_ongoing_requests=32, max_batch_size=16, batch_wait_timeout_s=0.02)
+    settings = {
+        IMAGE_MODEL: base,
+        POINTS_MODEL: base,
+        SCALE_MODEL: base.replace(SCALE, "tests"),
+        KILL_MODEL: base.replace({"min_replicas": 2, "max_replicas": 2, "max_ongoing_requests": KILL_MAX_ONGOING}, "tests"),
+    }
+    before = descendants(os.getpid())
+    try:
+        runner.start(port, num_cpus=2)
+        runner.run(app.build(app.HubArgs(tiny.db_url, str(tiny.home)), settings))
+        yield f"127.0.0.1:{port}"
+    finally:
+        started = descendants(os.getpid()) - before
+        runner.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(p) for p in started):
+            time.sleep(0.2)
+        left = sorted(p for p in started if alive(p))
+        assert not left, f"Ray processes outlived the test session: {left}"
+
+
+@pytest.fixture
+def client(ray_app: str) -> Iterator[Client]:
+    with Client(ray_app, timeout=60) as opened:
+        yield opened

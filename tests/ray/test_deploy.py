@@ -1,0 +1,84 @@
+"""`genhub deploy render`: a Serve config that Ray's own schema accepts, settings from registry tags and overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from hub.core import Hub
+from hub.errors import InvalidArgument
+from hub.ray.app import build_app
+from hub.ray.constants import SERVICER_FUNCTIONS
+from hub.ray.settings import Overrides, ServeSettings, from_tags
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_model(hub: Hub, name: str, tags: list[str]) -> None:
+    digest = hub.artifacts.put({"w": torch.zeros(2)}, metadata={"family": "tiny"})
+    hub.registry.ensure_model(name, "tiny", "tinyfamily")
+    hub.registry.add_version(name, config={}, artifact_digest=digest, dataset="digits", tags=tags)
+
+
+def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Hub.open(home=home) as hub:
+        add_model(hub, "gpu-model", ["serve.num_gpus=0.5", "serve.max_replicas=4", "serve.target_ongoing_requests=3"])
+        add_model(hub, "cpu-model", ["pretrained"])
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump({"default": {"num_cpus": 2}, "models": {"cpu-model": {"max_replicas": 3}}}))
+    out = tmp_path / "serve-config.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "--home", str(home), "deploy", "render", "-o", str(out), "--overrides", str(overrides),
+         "--set", "gpu-model.upscale_delay_s=5", "--cluster-home", "/mnt/genhub", "--grpc-port", "9100"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GENHUB_DEVICE": "cpu"}, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(out.read_text())
+    schema = ServeDeploySchema.model_validate(config)  # Ray's own schema for `serve deploy` and KubeRay
+    assert schema.grpc_options.port == 9100 and len(schema.grpc_options.grpc_servicer_functions) == 2
+    app = config["applications"][0]
+    assert app["import_path"] == "hub.ray.app:build_app" and app["args"]["home"] == "/mnt/genhub"
+    deployments = {d["name"]: d for d in app["deployments"]}
+    gpu = deployments["model-gpu-model"]
+    assert gpu["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0.5}  # tag, then the file's default
+    assert gpu["autoscaling_config"]["max_replicas"] == 4 and gpu["autoscaling_config"]["upscale_delay_s"] == 5.0
+    assert gpu["autoscaling_config"]["target_ongoing_requests"] == 3.0
+    assert deployments["model-cpu-model"]["autoscaling_config"]["max_replicas"] == 3
+    assert build_app(app["args"]) is not None  # the builder Serve imports accepts the rendered args
+
+
+def test_settings_precedence_and_errors() -> None:
+    tagged = from_tags(["pretrained", "serve.num_gpus=0.25", "serve.initial_replicas=2", "serve.max_replicas=3"])
+    assert (tagged.num_gpus, tagged.initial_replicas, tagged.max_replicas) == (0.25, 2, 3)
+    overrides = Overrides.load(assignments=["*.num_cpus=0.5", "m.num_cpus=4"])
+    assert overrides.apply("m", tagged).num_cpus == 4.0 and overrides.apply("other", tagged).num_cpus == 0.5
+    assert ServeSettings(min_replicas=2, max_replicas=5).autoscaling_config()["initial_replicas"] == 2
+    with pytest.raises(InvalidArgument, match="unknown serving setting 'num_gpu'.*num_gpus"):
+        from_tags(["serve.num_gpu=1"])
+    with pytest.raises(InvalidArgument, match="min_replicas: must be between 0 and max_replicas"):
+        ServeSettings(min_replicas=3, max_replicas=2)
+    with pytest.raises(InvalidArgument, match="expected MODEL.KEY=VALUE"):
+        Overrides.load(assignments=["num_cpus=1"])
+
+
+def test_the_kuberay_manifest_embeds_a_valid_serve_config() -> None:
+    documents = list(yaml.safe_load_all((REPO / "deploy" / "rayservice.yaml").read_text()))
+    service = next(d for d in documents if d["kind"] == "RayService")
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    app = serve_config["applications"][0]
+    assert app["import_path"] == "hub.ray.app:build_app"
+    assert serve_config["grpc_options"]["grpc_servicer_functions"] == SERVICER_FUNCTIONS
+    workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert any(c["resources"]["limits"].get("nvidia.com/gpu") for g in workers for c in g["template"]["spec"]["containers"])
+    assert build_app(app["args"]) is not None
+    example = Overrides.load(REPO / "deploy" / "overrides.example.yaml")
+    assert example.apply("ddpm-digits", ServeSettings()).num_gpus == 0.25
