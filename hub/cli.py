@@ -233,7 +233,7 @@ def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: st
         if server:
             from hub.server.commands import generate_remote
 
-            samples, described = generate_remote(
+            samples, _ = generate_remote(
                 server, ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
                 guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
                 progress=lambda step, total: bar.update(task, total=total, completed=step),
@@ -280,18 +280,19 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
     bundled = [v for v in (hub.registry.resolve(m.name) for m in _all_models(hub)) if "pretrained" in v.tags]
     if not bundled:
         raise GenhubError("no bundled models are registered; install the plugins with scripts/setup.sh")
-    table = Table("model", "family", "samples", "seconds", "grid")
+    table = Table("model", "family", "weights", "samples", "seconds", "grid")
     with BackgroundServer(hub, address) as server, _progress() as bar:
         console.print(f"serving {len(bundled)} bundled models on {server.address}")
         for version in bundled:
             task = bar.add_task(f"generate {version.ref}", total=None, info="")
             started = time.perf_counter()
-            samples, described = generate_remote(
+            samples, _ = generate_remote(
                 server.address, version.ref, num_samples=num_samples, seed=seed,
                 progress=lambda step, total, task=task: bar.update(task, total=total, completed=step),
             )
             path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
-            table.add_row(described, version.family, str(num_samples), f"{time.perf_counter() - started:.2f}", str(path))
+            table.add_row(version.ref, version.family, version.artifact_digest[:12], str(num_samples),
+                          f"{time.perf_counter() - started:.2f}", str(path))
     out.print(table)
 
 
