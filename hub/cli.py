@@ -162,9 +162,9 @@ def _parse_assignments(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
     return result
 
 
-def _progress() -> Progress:
+def _progress(transient: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), console=console, transient=transient)
 
 
 @cli.command()
@@ -188,6 +188,9 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
     hub = ctx.hub
     options = TrainOptions(steps=steps, batch_size=batch_size, learning_rate=lr, seed=seed,
                            device=device or str(default_device()))
+    config_overrides = _parse_assignments(overrides, "--set")
+    # Bad names and config keys fail here, before the progress bar (datasets are cached, so no double work).
+    hub.parts.family(family).default_config(hub.dataset(dataset)).replace(**config_overrides)
     with _progress() as bar:
         task = bar.add_task(f"train {family}", total=steps, info="")
 
@@ -195,7 +198,7 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
             bar.update(task, completed=p.step, info=f"loss {p.loss:.4f}")
 
         version = hub.train(family, dataset, model_name=model_name or f"{family}-{dataset}", options=options,
-                            config_overrides=_parse_assignments(overrides, "--set"), parent=parent, tags=tags,
+                            config_overrides=config_overrides, parent=parent, tags=tags,
                             progress=on_progress, command="genhub " + shlex.join(sys.argv[1:]))
     out.print(f"registered {version.model}:{version.version} (sha256:{version.artifact_digest[:12]})")
 
@@ -224,7 +227,9 @@ def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: st
     if num_samples < 1:
         raise InvalidArgument("--num-samples", f"must be at least 1, got {num_samples}")
     extra = _parse_assignments(params, "--param")
-    with _progress() as bar:
+    if not server:
+        ctx.hub.load(ref)  # a bad reference or broken weights fail here, before any progress bar
+    with _progress(transient=True) as bar:
         task = bar.add_task(f"generate {ref}", total=None, info="")
 
         def on_step(event: StepEvent) -> None:
