@@ -1,0 +1,122 @@
+"""The "distill" family: teacher pairs, regression + adversarial training, student sampling, the hub path."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+import pytest
+import torch
+
+from genhub_ddgan import DistillConfig, DistillFamily
+from hub.builtin.datasets import load_grid25
+from hub.errors import Cancelled, InvalidArgument
+from hub.model import (
+    BuildContext,
+    GenerativeModel,
+    NoiseSource,
+    SampleRequest,
+    StepEvent,
+    TrainOptions,
+    TrainResult,
+    per_sample_seeds,
+)
+from hub.sampling import SamplerRegistry
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+TINY = dict(sample_shape=(2,), teacher="stub:1", num_pairs=64, teacher_steps=3, emb_dim=16, width=16, num_layers=2,
+            data_scale=4.0, r1_interval=2)
+SEEDS = per_sample_seeds(5, 3)
+
+
+class StubTeacher(GenerativeModel):
+    """A 'diffusion model' whose sample is a fixed function of x_T, drawn first from each seed as genhub-ddpm does."""
+
+    output_kind = "points"
+
+    def __init__(self) -> None:
+        self.requests: list[SampleRequest] = []
+
+    def sample(self, request: SampleRequest, callback=None) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        x_T = NoiseSource(request.seeds).randn(2)
+        return 2.0 * torch.round(x_T)  # snaps noise to a grid of modes, like a trained teacher would
+
+    def train(self, dataset, options, progress=None) -> TrainResult:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        pass
+
+
+def context(teacher: StubTeacher, loads: list[str]) -> BuildContext:
+    def load_version(ref: str) -> GenerativeModel:
+        loads.append(ref)
+        return teacher
+
+    return BuildContext(samplers=SamplerRegistry(), load_version=load_version)
+
+
+def test_teacher_is_loaded_lazily_and_pairs_start_from_the_teachers_noise() -> None:
+    teacher, loads = StubTeacher(), []
+    model = DistillFamily().build(DistillConfig(**TINY), context(teacher, loads))
+    model.sample(SampleRequest(seeds=SEEDS))
+    assert loads == []  # sampling a student never needs its teacher
+    x_T, targets = model.teacher_pairs(teacher)
+    assert x_T.shape == targets.shape == (64, 2)
+    torch.testing.assert_close(targets, 2.0 * torch.round(x_T))
+    assert {(r.sampler, r.steps) for r in teacher.requests} == {("ddim", 3)}
+
+
+def test_student_learns_to_regress_the_teacher_and_weights_move() -> None:
+    teacher, loads = StubTeacher(), []
+    model = DistillFamily().build(DistillConfig(**TINY, adversarial_weight=0.05), context(teacher, loads))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = model.train(load_grid25("train"), TrainOptions(steps=60, batch_size=16, learning_rate=3e-3, seed=0))
+    assert loads == ["stub:1"]
+    regression = result.extra["regression_losses"]
+    assert all(torch.isfinite(torch.tensor(result.losses))) and regression[-1] < regression[0]
+    after = model.state_dict()
+    for group in ("G.", "D.", "G_ema."):
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(group)), f"no {group}* weight moved"
+
+
+@pytest.mark.parametrize("num_steps", [1, 3])
+def test_student_sampling_is_per_seed_with_one_event_per_step(num_steps: int) -> None:
+    model = DistillFamily().build(DistillConfig(**{**TINY, "num_steps": num_steps}), context(StubTeacher(), []))
+    events: list[StepEvent] = []
+    together = model.sample(SampleRequest(seeds=SEEDS), events.append)
+    assert [(e.step, e.total) for e in events] == [(i, num_steps) for i in range(1, num_steps + 1)]
+    torch.testing.assert_close(model.sample(SampleRequest(seeds=SEEDS[1:2]))[0], together[1], rtol=0, atol=1e-6)
+    with pytest.raises(Cancelled):
+        model.sample(SampleRequest(seeds=SEEDS), lambda e: False)
+
+
+def test_misconfigured_distillation_says_how_to_fix_it() -> None:
+    with pytest.raises(InvalidArgument, match="1 to 4 steps"):
+        DistillConfig(num_steps=8)
+    model = DistillFamily().build(DistillConfig(**TINY), BuildContext(samplers=SamplerRegistry()))
+    with pytest.raises(InvalidArgument, match="train through the hub"):
+        model.train(load_grid25("train"), TrainOptions(steps=1, batch_size=4))
+    wrong = DistillFamily().build(DistillConfig(**{**TINY, "sample_shape": (3,)}), context(StubTeacher(), []))
+    with pytest.raises(InvalidArgument, match="shape"):
+        wrong.teacher_pairs(StubTeacher())
+
+
+def test_distilling_a_registered_ddpm_teacher_through_the_hub(hub: Hub) -> None:
+    pytest.importorskip("genhub_ddpm")
+    options = TrainOptions(steps=2, batch_size=8, seed=0)
+    teacher = hub.train("ddpm", "gmm-grid25", model_name="teacher", options=options,
+                        config_overrides={"base_channels": 16, "num_res_blocks": 1, "num_timesteps": 50})
+    small = {k: v for k, v in TINY.items() if k not in ("sample_shape", "teacher")}
+    student = hub.train("distill", "gmm-grid25", model_name="student", options=options,
+                        config_overrides={**small, "teacher": f"teacher:{teacher.version}", "teacher_steps": 5,
+                                          "num_steps": 2})
+    assert student.config["teacher"] == "teacher:1"
+    events: list[StepEvent] = []
+    assert hub.generate("student", SampleRequest.from_seed(0, 4), events.append).samples.shape == (4, 2)
+    assert len(events) == 2

@@ -1,0 +1,285 @@
+"""The "stylegan" family: config, model (train / sample / weights) and family object.
+
+Networks live in ``networks.py`` and ``layers.py``, the adversarial loop in ``training.py``; this module wires
+them together: the EMA generator, w-average truncation, style mixing and seeded noise for sampling.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+import torch
+
+from hub.errors import InvalidArgument
+from hub.model import (
+    BuildContext,
+    GenerativeModel,
+    ModelConfig,
+    ModelFamily,
+    NoiseSource,
+    ParamValue,
+    SampleRequest,
+    StepCallback,
+    StepEvent,
+    TrainOptions,
+    TrainProgress,
+    TrainResult,
+    report_step,
+)
+
+from genhub_stylegan.augment import parse_policy
+from genhub_stylegan.common import (
+    check_dataset,
+    check_one_step_request,
+    ema_update,
+    load_modules_state_dict,
+    modules_state_dict,
+)
+from genhub_stylegan.networks import NOISE_MODES, build_style_networks
+from genhub_stylegan.training import AdversarialSetup, train_adversarial
+
+if TYPE_CHECKING:
+    from hub.datasets import Dataset
+
+INIT_SEED = 0  # a fresh build's weights are a function of the config alone
+
+# SampleRequest.params this family reads, with what they do (shown by describe() and in errors).
+SAMPLE_PARAMS: dict[str, str] = {
+    "mix_seed": "int; style mixing: layers >= mix_layer take their w from this seed's latent (the z that seed "
+                "would give as a sample), the same source for every sample",
+    "mix_layer": "int in [0, num_ws]; the first layer styled by mix_seed (default num_ws // 2: coarse from the "
+                 "sample's seed, fine from mix_seed)",
+    "noise_mode": f"one of {list(NOISE_MODES)}; per-layer noise inputs: the stored fixed maps (default), drawn "
+                  "from each sample's seed, or zero",
+    "truncation_cutoff": "int; truncation applies to layers below it only (default: every layer)",
+}
+
+
+@dataclass
+class StyleGANConfig(ModelConfig):
+    """StyleGAN2-style networks, regularisation and training dynamics (steps, batch, lr, seed: TrainOptions)."""
+
+    sample_shape: tuple[int, ...] = (1, 16, 16)  # [C, R, R] images (R a power of 2 >= 4) or [D] points
+    z_dim: int = 64
+    w_dim: int = 64
+    mapping_layers: int = 4
+    mapping_lr_mul: float = 0.01  # the mapping network learns 100x slower (paper)
+    w_avg_beta: float = 0.995  # decay of the tracked w average (the truncation centre)
+    channel_base: int = 256  # images: feature maps at resolution r = min(channel_max, channel_base // r)
+    channel_max: int = 64
+    width: int = 128  # points: width of the synthesis and discriminator MLPs
+    num_layers: int = 4  # points: modulated layers in G, hidden layers in D
+    mbstd_group: int = 4  # discriminator minibatch-std group size
+    r1_gamma: float = 0.1  # R1 weight; 0 disables it
+    r1_interval: int = 16  # lazy R1: every k-th discriminator step
+    mixing_prob: float = 0.9  # style-mixing regularisation: fraction of training batches with two latents
+    augment: str = ""  # DiffAugment policy: comma-separated subset of "color,translation,cutout"
+    ema_decay: float = 0.999  # sampling uses an EMA of the generator
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.99
+    d_lr_ratio: float = 1.0  # discriminator lr = ratio x TrainOptions.learning_rate
+    default_truncation: float = 1.0  # psi when the request leaves truncation unset
+
+    def __post_init__(self) -> None:
+        self.sample_shape = tuple(self.sample_shape)
+        if len(self.sample_shape) == 3:
+            c, h, w = self.sample_shape
+            if h != w or h < 4 or h & (h - 1) or c < 1:
+                raise InvalidArgument("sample_shape", f"images must be [C, R, R] with R a power of 2 >= 4, got "
+                                      f"{list(self.sample_shape)}; resize the data or use digits (8) / digits16 (16)")
+        elif len(self.sample_shape) != 1 or self.sample_shape[0] < 1:
+            raise InvalidArgument("sample_shape", f"need [C, R, R] images or [D] points, got {list(self.sample_shape)}")
+        for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "width", "num_layers",
+                     "mbstd_group", "r1_interval"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.mapping_lr_mul <= 1:
+            raise InvalidArgument("mapping_lr_mul", f"must be in (0, 1], got {self.mapping_lr_mul}")
+        for name in ("w_avg_beta", "ema_decay", "adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.mixing_prob <= 1.0:
+            raise InvalidArgument("mixing_prob", f"must be in [0, 1], got {self.mixing_prob}")
+        if self.r1_gamma < 0 or self.d_lr_ratio <= 0:
+            raise InvalidArgument("r1_gamma", f"need r1_gamma >= 0 and d_lr_ratio > 0, got {self.r1_gamma}, {self.d_lr_ratio}")
+        parse_policy(self.augment)
+
+    @property
+    def is_points(self) -> bool:
+        return len(self.sample_shape) == 1
+
+
+def _int_param(params: Mapping[str, ParamValue], key: str) -> int | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+                                       or (isinstance(value, str) and value.lstrip("-").isdigit())):
+        raise InvalidArgument(f"params.{key}", f"must be an integer, got {value!r}")
+    return int(value)
+
+
+class StyleGANModel(GenerativeModel):
+    """Generator, discriminator (kept to resume training) and the generator's EMA, which samples."""
+
+    output_kind: ClassVar[str] = "image"
+
+    def __init__(self, config: StyleGANConfig, context: BuildContext) -> None:
+        self.config = config
+        self.context = context
+        cfg = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INIT_SEED)
+            self.G, self.D = build_style_networks(
+                cfg.sample_shape, z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_layers=cfg.mapping_layers,
+                mapping_lr_mul=cfg.mapping_lr_mul, w_avg_beta=cfg.w_avg_beta, channel_base=cfg.channel_base,
+                channel_max=cfg.channel_max, width=cfg.width, num_layers=cfg.num_layers, mbstd_group=cfg.mbstd_group,
+            )
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
+        self.train_steps = 0
+        self.device = torch.device("cpu")
+
+    # ---- training -------------------------------------------------------------------------------
+
+    def _fakes(self, batch: int) -> torch.Tensor:
+        """Training fakes [B, ...] from fresh latents, two of them (style mixing) with probability mixing_prob."""
+        z = torch.randn(batch, self.config.z_dim, device=self.device)
+        if self.config.mixing_prob > 0 and float(torch.rand(())) < self.config.mixing_prob:
+            cut = int(torch.randint(1, self.G.num_ws, ()))
+            return self.G(z, torch.randn_like(z), cut, track_w_avg=True)
+        return self.G(z, track_w_avg=True)
+
+    def _after_step(self) -> None:
+        self.train_steps += 1
+        # EMA warm-up: short runs would otherwise sample from nearly initial weights.
+        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
+        ema_update(self.G_ema, self.G, decay)
+
+    def train(
+        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
+    ) -> TrainResult:
+        """Non-saturating loss, lazy R1, style mixing, optional DiffAugment, EMA; seeded by ``options.seed``."""
+        cfg = self.config
+        check_dataset(dataset, cfg.sample_shape, "stylegan")
+        self.to(options.device)
+        setup = AdversarialSetup(
+            generator=self.G, discriminator=self.D, generate=self._fakes, betas=(cfg.adam_beta1, cfg.adam_beta2),
+            d_lr_ratio=cfg.d_lr_ratio, r1_gamma=cfg.r1_gamma, r1_interval=cfg.r1_interval,
+            augment=parse_policy(cfg.augment), after_step=self._after_step,
+        )
+        result = train_adversarial(setup, dataset.data.to(torch.float32), options, self.device, progress)
+        result.extra["train_steps"] = self.train_steps
+        return result
+
+    # ---- sampling -------------------------------------------------------------------------------
+
+    def mapped_ws(self, request: SampleRequest, noise: NoiseSource) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] for a request: mapping, style mixing, then truncation towards w_avg."""
+        cfg, G = self.config, self.G_ema
+        params = request.params
+        ws = G.ws(noise.randn(cfg.z_dim))  # the first draw of each seed: its z
+        mix_seed, mix_layer = _int_param(params, "mix_seed"), _int_param(params, "mix_layer")
+        if mix_layer is not None and mix_seed is None:
+            raise InvalidArgument("params.mix_layer", "style mixing needs params.mix_seed too (the seed of the second style)")
+        if mix_seed is not None:
+            if mix_seed < 0:
+                raise InvalidArgument("params.mix_seed", f"must be >= 0, got {mix_seed}")
+            mix_layer = G.num_ws // 2 if mix_layer is None else mix_layer
+            if not 0 <= mix_layer <= G.num_ws:
+                raise InvalidArgument("params.mix_layer", f"must be in [0, {G.num_ws}] (num_ws), got {mix_layer}")
+            z_mix = NoiseSource([mix_seed], self.device).randn(cfg.z_dim).expand(len(noise), -1)  # [N, z_dim]
+            ws = torch.cat([ws[:, :mix_layer], G.ws(z_mix)[:, mix_layer:]], dim=1)
+        psi = cfg.default_truncation if request.truncation is None else float(request.truncation)
+        if not math.isfinite(psi):
+            raise InvalidArgument("truncation", f"psi must be a finite number (1: none, 0: the average image), got {psi}")
+        cutoff = _int_param(params, "truncation_cutoff")
+        cutoff = G.num_ws if cutoff is None else max(0, min(cutoff, G.num_ws))
+        if psi != 1.0 and cutoff > 0:
+            w_avg = G.mapping.w_avg[None, None]  # [1, 1, w_dim]
+            ws = torch.cat([w_avg + psi * (ws[:, :cutoff] - w_avg), ws[:, cutoff:]], dim=1)
+        return ws
+
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        """[N, C, R, R] in [-1, 1] (or [N, D] points) in one pass; sample i depends on seeds[i] and the params only."""
+        check_one_step_request(request, "stylegan", SAMPLE_PARAMS, truncation=True)
+        mode = str(request.params.get("noise_mode", "const"))
+        if mode not in NOISE_MODES:
+            raise InvalidArgument("params.noise_mode", f"{mode!r} is not one of {list(NOISE_MODES)}")
+        noise = NoiseSource(request.seeds, self.device)
+        with torch.no_grad():
+            ws = self.mapped_ws(request, noise)
+            out = self.G_ema.synthesis(ws, self.G_ema.noise_inputs(mode, noise.randn))  # noise drawn after z
+        if self.output_kind == "image":
+            out = out.clamp(-1.0, 1.0)
+        report_step(callback, StepEvent(1, 1, out if request.preview_every else None))
+        return out
+
+    # ---- weights --------------------------------------------------------------------------------
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from; w_avg included) and ``train_steps``."""
+        return modules_state_dict(self._modules(), {"train_steps": torch.tensor([self.train_steps], dtype=torch.int64)})
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        load_modules_state_dict(self._modules(), tensors)
+        if "train_steps" in tensors:
+            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
+
+    def to(self, device: torch.device | str) -> StyleGANModel:
+        self.device = torch.device(device)
+        for module in self._modules().values():
+            module.to(self.device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "family": StyleGANFamily.name,
+            "output_kind": self.output_kind,
+            "sample_shape": list(cfg.sample_shape),
+            "parameters": sum(p.numel() for p in self.G.parameters()),
+            "discriminator_parameters": sum(p.numel() for p in self.D.parameters()),
+            "steps": 1,
+            "num_ws": self.G.num_ws,
+            "z_dim": cfg.z_dim,
+            "w_dim": cfg.w_dim,
+            "supports_truncation": True,
+            "default_truncation": cfg.default_truncation,
+            "params": dict(SAMPLE_PARAMS),
+            "train_steps": self.train_steps,
+        }
+
+
+class StyleGANPointsModel(StyleGANModel):
+    """The same model over [N, D] points: outputs are not clamped."""
+
+    output_kind: ClassVar[str] = "points"
+
+
+class StyleGANFamily(ModelFamily):
+    """StyleGAN2-style GAN (Karras et al. 2020) for small images, with an MLP variant for 2D points."""
+
+    name: ClassVar[str] = "stylegan"
+    config_class: ClassVar[type[ModelConfig]] = StyleGANConfig
+    description: ClassVar[str] = ("StyleGAN2-style GAN: mapping network, modulated convolutions, noise inputs, "
+                                  "lazy R1, EMA; truncation and style mixing (MLP variant for 2D points)")
+
+    def build(self, config: ModelConfig, context: BuildContext) -> StyleGANModel:
+        if not isinstance(config, StyleGANConfig):
+            raise InvalidArgument("config", f"family 'stylegan' needs a StyleGANConfig, got {type(config).__name__}")
+        return (StyleGANPointsModel if config.is_points else StyleGANModel)(config, context)
+
+    def default_config(self, dataset: Dataset | None = None) -> StyleGANConfig:
+        if dataset is None:
+            return StyleGANConfig()
+        if dataset.kind == "points":
+            return StyleGANConfig(sample_shape=tuple(dataset.sample_shape), z_dim=16, w_dim=64, r1_gamma=0.1,
+                                  mixing_prob=0.0, mbstd_group=4)
+        # Tuned on digits16 for a CPU budget of a few minutes: narrower maps, a short mapping network, less mixing.
+        return StyleGANConfig(sample_shape=tuple(dataset.sample_shape), channel_max=32, mapping_layers=2, mixing_prob=0.5)
