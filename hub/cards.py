@@ -7,12 +7,19 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.eval.summary import card_section
+
 if TYPE_CHECKING:
     from hub.core import Hub
 
+GRID_SAMPLES = 64  # images in a card's sample grid (points: 1,000 in a scatter plot)
 
-def render_card(hub: Hub, ref: str) -> str:
-    """Markdown: what the model is, how it was trained (the exact command), its figures and lineage."""
+
+def render_card(hub: Hub, ref: str, sample_grid: str | None = None) -> str:
+    """Markdown: what the model is, how it was trained (the exact command), its figures and lineage.
+
+    ``sample_grid``: a PNG path (relative to the card) shown under "Samples"; see ``write_card``.
+    """
     reg = hub.registry
     version = reg.resolve(ref)
     lines = [
@@ -42,6 +49,9 @@ def render_card(hub: Hub, ref: str) -> str:
         if run.losses:
             lines.append(f"- final loss {run.losses[-1]:.4f} (first logged {run.losses[0]:.4f})")
     metrics = reg.metrics(ref)
+    lines += card_section(metrics)
+    if sample_grid is not None:
+        lines += ["", "## Samples", "", f"![samples of {version.model}:{version.version}]({sample_grid})"]
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value | data | samples | sampler | steps | hardware |", "|---|---|---|---|---|---|---|"]
         for m in metrics:
@@ -84,3 +94,22 @@ def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:
     (directory / "card.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (directory / "card.md").write_text(render_card(hub, ref))
     return directory
+
+
+def write_card(hub: Hub, ref: str, path: Path, *, seed: int = 0, num_samples: int | None = None) -> Path:
+    """Write the card to ``path`` and a sample grid PNG beside it (``<stem>.png``), linked from the card."""
+    from hub.images import save_samples
+    from hub.model import SampleRequest
+
+    version = hub.resolve(ref)
+    loaded = hub.load(version.ref)
+    n = num_samples or (1000 if loaded.model.output_kind == "points" else GRID_SAMPLES)
+    labels = None
+    if loaded.model.describe().get("class_conditional"):  # one row per class, as far as the grid goes
+        classes = int(version.config.get("num_classes", 0) or 0)
+        labels = [i % classes for i in range(n)] if classes else None
+    samples = hub.generate(version.ref, SampleRequest.from_seed(seed, n, class_labels=labels), log=False).samples
+    path = Path(path)
+    grid = save_samples(samples, path.with_suffix(".png"))
+    path.write_text(render_card(hub, version.ref, sample_grid=grid.name))
+    return path

@@ -320,6 +320,16 @@ def _add_server_commands() -> None:
 _add_server_commands()
 
 
+def _add_eval_commands() -> None:
+    from hub.eval.commands import card, eval_command, route
+
+    for command in (eval_command, card, route):
+        cli.add_command(command)
+
+
+_add_eval_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: load plugins, let them add commands, run; domain errors print one line."""
     try:

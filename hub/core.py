@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
@@ -35,6 +35,11 @@ from hub.model import (
 from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
 from hub.registry import Registry, VersionRecord
 from hub.registry.paths import default_artifacts_root, default_db_url, default_home
+
+if TYPE_CHECKING:
+    from hub.eval.evaluate import EvalOptions
+    from hub.eval.routing import Route
+    from hub.registry.records import MetricRecord
 
 
 @dataclass
@@ -261,6 +266,50 @@ class Hub:
                 "finished_at": datetime.now(timezone.utc),
             },
         )
+
+    # -- evaluation and routing ------------------------------------------------------------
+
+    def evaluate(self, ref: str, options: EvalOptions | None = None) -> list[MetricRecord]:
+        """Measure quality, floor and speed of ``ref`` and record them in the registry (see ``hub.eval.evaluate``)."""
+        from hub.eval.evaluate import evaluate
+
+        return evaluate(self, ref, options)
+
+    def route_settings(
+        self, dataset: str, budget_ms: float, condition: int | str | None = None, *, hardware: str | None = None
+    ) -> Route:
+        """The best-quality version of ``dataset`` whose measured latency fits, with its sampler and steps.
+
+        ``condition`` is a class index or class name of the dataset; only class-conditional versions serve it.
+        Ties, empty choices and which figures count: ``hub.eval.routing``.
+        """
+        from hub.eval.routing import choose, gather
+
+        self.parts.dataset(dataset)  # NotFound names the datasets there are
+        if condition is not None:
+            condition = self.class_index(dataset, condition)
+        return choose(gather(self.registry, dataset), dataset, budget_ms,
+                      hardware=hardware or hardware_description(), condition=condition)
+
+    def route(self, dataset: str, budget_ms: float, condition: int | str | None = None) -> VersionRecord:
+        """``route_settings`` reduced to the version: the best-quality one whose p50 latency fits ``budget_ms``."""
+        return self.route_settings(dataset, budget_ms, condition).version
+
+    def class_index(self, dataset: str, condition: int | str) -> int:
+        """A class of ``dataset`` by index or by name (e.g. "7" or "a red circle, top left")."""
+        names = self.dataset(dataset, "test").class_names or []
+        if not names:
+            raise InvalidArgument("condition", f"{dataset!r} has no classes to condition on; leave the condition unset")
+        if isinstance(condition, str):
+            if condition in names:
+                return names.index(condition)
+            if not condition.isdigit():
+                shown = ", ".join(repr(n) for n in names[:6]) + (" ..." if len(names) > 6 else "")
+                raise InvalidArgument("condition", f"{condition!r} is not a class of {dataset!r}; classes: {shown}")
+            condition = int(condition)
+        if isinstance(condition, bool) or not isinstance(condition, int) or not 0 <= condition < len(names):
+            raise InvalidArgument("condition", f"class {condition!r} is out of range for {dataset!r}; use 0 to {len(names) - 1}")
+        return condition
 
 
 def _first_line(path: Path | None) -> str:

@@ -1,0 +1,75 @@
+"""The models table: quality against speed for a list of versions, as markdown (README, bench/model_table.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hub.eval.summary import latest
+from hub.registry.records import MetricRecord, VersionRecord
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+HEADER = ("| model | family | dataset | sampling | quality | floor (real test data) | images/s batch 1 | "
+          "images/s batch max | p50 / p99 ms batch 1 |")
+
+
+def _get(figures: dict[str, MetricRecord], name: str) -> float | None:
+    record = figures.get(name)
+    return record.value if record is not None else None
+
+
+def quality_text(figures: dict[str, MetricRecord], suffix: str = "") -> str:
+    """'FD 23.1, P 0.81, R 0.62' for images, '25/25 modes, HQ 0.70' for points, '-' if unmeasured."""
+    fd = _get(figures, "fd" + suffix)
+    if fd is not None:
+        parts = [f"FD {fd:.1f}"]
+        for label, name in (("P", "precision"), ("R", "recall"), ("class", "class_agreement")):
+            value = _get(figures, name + suffix)
+            if value is not None:
+                parts.append(f"{label} {value:.2f}")
+        return ", ".join(parts)
+    modes = figures.get("modes_covered" + suffix)
+    if modes is not None:
+        share = _get(figures, "high_quality_share" + suffix)
+        return f"{modes.value:.0f}/{modes.details.get('num_modes', '?')} modes, HQ {share if share is not None else 0:.2f}"
+    return "-"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table_row(version: VersionRecord, metrics: list[MetricRecord]) -> str:
+    figures = latest(metrics)
+    quality = next((figures[n] for n in ("fd", "modes_covered") if n in figures), None)
+    if quality is not None:
+        sampling = f"{quality.sampler or version.family}, {quality.steps or '-'} steps"
+    else:
+        sampling = "-"
+    batch_max = figures.get("images_per_s_batchmax")
+    max_text = _num(_get(figures, "images_per_s_batchmax")) + (f" (b{batch_max.details.get('batch')})" if batch_max else "")
+    latency = f"{_num(_get(figures, 'latency_p50_ms_batch1'))} / {_num(_get(figures, 'latency_p99_ms_batch1'))}"
+    return (f"| {version.ref} | {version.family} | {version.dataset} | {sampling} | {quality_text(figures)} | "
+            f"{quality_text(figures, '_floor')} | {_num(_get(figures, 'images_per_s_batch1'))} | {max_text} | {latency} |")
+
+
+def models_table(hub: Hub, refs: list[str]) -> str:
+    """Markdown: one row per version, then where and how the figures were measured."""
+    if not refs:
+        return "No bundled models are registered yet: plugins ship them under `pretrained/`."
+    rows = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
+    hardware: dict[str, None] = {}
+    for ref in refs:
+        version = hub.resolve(ref)
+        metrics = hub.registry.metrics(version.ref)
+        rows.append(table_row(version, metrics))
+        hardware.update({m.hardware: None for m in metrics if m.hardware and m.name.startswith("latency_")})
+    lines = rows + [
+        "",
+        "Quality: Fréchet distance (FD, lower is better), precision (P) and recall (R) in the features of a classifier "
+        "trained on the same dataset (`hub/eval/weights/`); 2D mixtures: modes covered and share of high-quality "
+        "samples (within 3 std of a mode; a mode counts with at least a fifth of its expected samples). The floor is "
+        "held-out real data measured the same way. Speed measured on " + ("; ".join(hardware) or "-") + ".",
+    ]
+    return "\n".join(lines)
