@@ -229,13 +229,18 @@ class Hub:
         config = family.default_config(dataset)
         if config_overrides:
             config = config.replace(**config_overrides)
+        parent_version = self.resolve(parent) if parent is not None else None
+        teacher_key = getattr(family, "parent_config_key", None)
+        if parent_version is not None and teacher_key:
+            # The parent is a teacher (e.g. distillation): pin its exact version in the config and
+            # record it as lineage; its weights are not the student's.
+            config = config.replace(**{teacher_key: parent_version.ref})
         model = family.build(config, self.context())
-        if parent is not None:
-            parent_version = self.resolve(parent)
+        if parent_version is not None and not teacher_key:
             if parent_version.family != family_name:
                 raise InvalidArgument("parent", f"{parent} is a {parent_version.family!r} model, not {family_name!r}")
             model.load_state_dict(self.artifacts.get(parent_version.artifact_digest))
-            parent = f"{parent_version.model}:{parent_version.version}"
+        parent = parent_version.ref if parent_version is not None else None
         device = torch.device(options.device)
         model = model.to(device)
         torch.manual_seed(options.seed)

@@ -108,15 +108,16 @@ def test_misconfigured_distillation_says_how_to_fix_it() -> None:
 
 
 def test_distilling_a_registered_ddpm_teacher_through_the_hub(hub: Hub) -> None:
-    pytest.importorskip("genhub_ddpm")
     options = TrainOptions(steps=2, batch_size=8, seed=0)
     teacher = hub.train("ddpm", "gmm-grid25", model_name="teacher", options=options,
                         config_overrides={"base_channels": 16, "num_res_blocks": 1, "num_timesteps": 50})
     small = {k: v for k, v in TINY.items() if k not in ("sample_shape", "teacher")}
-    student = hub.train("distill", "gmm-grid25", model_name="student", options=options,
-                        config_overrides={**small, "teacher": f"teacher:{teacher.version}", "teacher_steps": 5,
-                                          "num_steps": 2})
+    # --parent names the teacher: the hub pins it in the config and records it as lineage
+    student = hub.train("distill", "gmm-grid25", model_name="student", options=options, parent="teacher",
+                        config_overrides={**small, "teacher_steps": 5, "num_steps": 2})
     assert student.config["teacher"] == "teacher:1"
+    assert student.parent == "teacher:1"
+    assert [v.ref for v in hub.registry.lineage(student.ref)] == ["student:1", "teacher:1"]
     events: list[StepEvent] = []
     assert hub.generate("student", SampleRequest.from_seed(0, 4), events.append).samples.shape == (4, 2)
     assert len(events) == 2
