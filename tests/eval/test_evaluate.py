@@ -14,8 +14,6 @@ from hub.eval.classifier import load_classifier
 from hub.eval.evaluate import EvalOptions
 from hub.model import TrainOptions
 
-pytest.importorskip("genhub_ddpm")
-
 TINY_POINTS = {"base_channels": 16, "num_res_blocks": 1, "num_timesteps": 20, "default_steps": 4}
 TINY_IMAGES = {"base_channels": 8, "channel_mults": [1], "num_timesteps": 20, "default_steps": 3}
 FAST = EvalOptions(num_samples=100, max_batch=4, speed_budget_s=0.05, min_repeats=2)
