@@ -238,7 +238,7 @@ def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: st
         if server:
             from hub.server.commands import generate_remote
 
-            samples, _ = generate_remote(
+            samples, described = generate_remote(
                 server, ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
                 guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
                 progress=lambda step, total: bar.update(task, total=total, completed=step),
