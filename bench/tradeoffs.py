@@ -69,13 +69,13 @@ DDPM_EXTRA = {"gmm-grid25": (("ddim", 4), ("ddpm", 1000)), "digits": (("ddim", 4
 def _train(hub: Hub, family: str, dataset: str, recipe: Recipe, scale: float, seed: int, teacher: str | None,
            quick: bool) -> tuple[str, float]:
     config = {**recipe.config, **(QUICK_CONFIG.get(family, {}) if quick else {})}
-    if family == "distill":
-        if teacher is None:
-            raise GenhubError("distill needs the DDPM of the same dataset; keep ddpm in --families")
-        config["teacher"] = teacher
+    if family == "distill" and teacher is None:
+        raise GenhubError("distill needs the DDPM of the same dataset; keep ddpm in --families")
     steps = max(1, int(recipe.steps * scale))
     started = time.perf_counter()
+    # distill: the DDPM is its teacher, pinned and recorded as lineage through `parent`
     version = hub.train(family, dataset, model_name=f"bench-{family}-{dataset}", config_overrides=config,
+                        parent=teacher if family == "distill" else None,
                         options=TrainOptions(steps=steps, batch_size=recipe.batch_size, learning_rate=recipe.lr, seed=seed),
                         command=f"python bench/tradeoffs.py ({family} on {dataset}, {steps} steps)")
     return version.ref, time.perf_counter() - started
