@@ -7,6 +7,7 @@ digest, sample, train and register a new version.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import threading
@@ -107,12 +108,14 @@ class Hub:
         return sorted(self.host.infos.values(), key=lambda p: p.name)
 
     def context(self) -> BuildContext:
-        return BuildContext(samplers=self.parts.samplers, load_version=lambda ref: self.load(ref).model)
+        return BuildContext(
+            samplers=self.parts.samplers, load_version=lambda ref: self.load(ref).model, text_encoders=self.parts.text_encoders
+        )
 
     def sync(self) -> None:
         """Record plugin status and import bundled checkpoints; idempotent."""
         self.registry.sync_plugins([(p.name, p.version or "", p.status, p.error) for p in self.plugins()])  # in-process plugins have no version
-        for pretrained in self.parts.pretrained.values():
+        for pretrained in _parents_first(list(self.parts.pretrained.values())):
             self._sync_pretrained(pretrained)
 
     def _sync_pretrained(self, pretrained: PretrainedModel) -> None:
@@ -247,6 +250,8 @@ class Hub:
         started = time.time()
         result = model.train(dataset, options, progress)
         wall = time.time() - started
+        # Training may fill in config values measured from the data (e.g. a VAE's latent scale factor).
+        config = getattr(model, "config", config)
         digest = self.artifacts.put(
             {k: v.detach().cpu() for k, v in model.state_dict().items()},
             metadata={"family": family_name, "config": config.to_json()},
@@ -325,3 +330,19 @@ def _first_line(path: Path | None) -> str:
         if line:
             return line
     return ""
+
+
+def _parents_first(items: list[PretrainedModel]) -> list[PretrainedModel]:
+    """Bundled checkpoints ordered so that a parent (another bundled model) is synced before its children."""
+    ordered: list[PretrainedModel] = []
+    placed: set[str] = set()
+    pending = list(items)
+    while pending:
+        names = {p.name for p in pending}
+        ready = [p for p in pending if not p.parent or re.split(r"[:@]", p.parent)[0] not in names - {p.name}]
+        ready = ready or pending[:1]  # a cycle: keep going, the registry reports the missing parent
+        for p in ready:
+            ordered.append(p)
+            placed.add(p.name)
+        pending = [p for p in pending if p.name not in placed]
+    return ordered

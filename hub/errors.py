@@ -30,6 +30,10 @@ class AlreadyExists(GenhubError):
     """A name that must be unique is taken."""
 
 
+class FailedPrecondition(GenhubError):
+    """The system is not in a state the operation needs (e.g. a model that was never trained)."""
+
+
 class ResourceExhausted(GenhubError):
     """A queue or limit is full; retry later or lower the load."""
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hub.datasets import DatasetSpec
     from hub.model import ModelFamily, PretrainedModel
     from hub.sampling import Sampler
+    from hub.text import TextEncoder
 
 hookspec = pluggy.HookspecMarker("genhub")
 hookimpl = pluggy.HookimplMarker("genhub")
@@ -34,6 +35,11 @@ def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
 @hookspec
 def register_samplers(register: Callable[[Sampler], None]) -> None:
     """Register samplers that any diffusion family can use."""
+
+
+@hookspec
+def register_text_encoders(register: Callable[[TextEncoder], None]) -> None:
+    """Register text encoders that any text-conditional family can use."""
 
 
 @hookspec

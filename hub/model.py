@@ -25,6 +25,7 @@ from hub.errors import Cancelled, InvalidArgument
 if TYPE_CHECKING:
     from hub.datasets import Dataset
     from hub.sampling import SamplerRegistry
+    from hub.text import TextEncoderRegistry
 
 C = TypeVar("C", bound="ModelConfig")
 ParamValue = float | int | str | bool
@@ -213,6 +214,7 @@ class BuildContext:
 
     samplers: SamplerRegistry
     load_version: Callable[[str], GenerativeModel] | None = None  # resolve 'name:version' to a loaded model
+    text_encoders: TextEncoderRegistry | None = None  # for text-conditional families
 
 
 @dataclass

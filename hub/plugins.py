@@ -21,6 +21,7 @@ from hub.datasets import DatasetSpec
 from hub.errors import NotFound, StartupError
 from hub.model import ModelFamily, PretrainedModel
 from hub.sampling import Sampler, SamplerRegistry
+from hub.text import TextEncoder, TextEncoderRegistry
 
 GROUP = "genhub"
 # Built-ins are ordinary plugins, registered by module name like llm's DEFAULT_PLUGINS.
@@ -42,6 +43,7 @@ class Contributions:
 
     families: dict[str, ModelFamily] = field(default_factory=dict)
     samplers: SamplerRegistry = field(default_factory=SamplerRegistry)
+    text_encoders: TextEncoderRegistry = field(default_factory=TextEncoderRegistry)
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     pretrained: dict[str, PretrainedModel] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin
@@ -154,6 +156,7 @@ class _Staged:
         self.into = into
         self.families: list[ModelFamily] = []
         self.samplers: list[Sampler] = []
+        self.text_encoders: list[TextEncoder] = []
         self.datasets: list[DatasetSpec] = []
         self.pretrained: list[PretrainedModel] = []
 
@@ -161,6 +164,7 @@ class _Staged:
         return [
             ("register_models", self.families.append),
             ("register_samplers", self.samplers.append),
+            ("register_text_encoders", self.text_encoders.append),
             ("register_datasets", self.datasets.append),
             ("register_pretrained", self.pretrained.append),
         ]
@@ -177,6 +181,9 @@ class _Staged:
         for sampler in self.samplers:
             self._claim("sampler", sampler.name)
             self.into.samplers.add(sampler)
+        for encoder in self.text_encoders:
+            self._claim("text encoder", encoder.name)
+            self.into.text_encoders.add(encoder)
 
     def _claim(self, kind: str, name: str) -> None:
         owner = self.into.owners.get((kind, name))

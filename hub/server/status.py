@@ -28,6 +28,7 @@ _CODES: dict[type[errors.GenhubError], grpc.StatusCode] = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.ArtifactCorrupt: grpc.StatusCode.DATA_LOSS,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, code in _CODES.items()}
 
