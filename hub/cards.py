@@ -44,7 +44,7 @@ def render_card(hub: Hub, ref: str, sample_grid: str | None = None) -> str:
             run.command,
             "```",
             "",
-            f"- seed {run.seed}, {run.steps} steps, {run.wall_time_s:.0f} s on {run.hardware}",
+            _run_line(run),
         ]
         if run.losses:
             lines.append(f"- final loss {run.losses[-1]:.4f} (first logged {run.losses[0]:.4f})")
@@ -60,6 +60,15 @@ def render_card(hub: Hub, ref: str, sample_grid: str | None = None) -> str:
             )
     lines += ["", "## Config", "", "```json", json.dumps(version.config, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def _run_line(run: Any) -> str:
+    """Seed, steps, time and hardware of a training run; fields the run did not record are left out."""
+    parts = [f"seed {run.seed}" if run.seed is not None else None,
+             f"{run.steps} steps" if run.steps is not None else None,
+             f"{run.wall_time_s:.0f} s" if run.wall_time_s is not None else None]
+    line = ", ".join(p for p in parts if p) or "no run figures recorded"
+    return f"- {line}" + (f" on {run.hardware}" if run.hardware else "")
 
 
 def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:

@@ -204,7 +204,10 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", required=False)
+@click.option("--task", help="Route instead of naming REF: the dataset the samples should look like (needs --budget-ms).")
+@click.option("--budget-ms", type=float, help="With --task: latency budget, p50 at batch 1 (see `genhub route`).")
+@click.option("--condition", help="With --task: a class index or class name the samples must belong to.")
 @click.option("-n", "--num-samples", type=int, default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", help="Sampler name (diffusion models), e.g. ddpm or ddim.")
@@ -218,30 +221,49 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--server", help="HOST:PORT of a genhub server; without it, generate in this process.")
 @pass_hub
-def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: str | None, steps: int | None,
+def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: float | None, condition: str | None,
+             num_samples: int, seed: int, sampler: str | None, steps: int | None,
              eta: float, guidance: float | None, truncation: float | None, label: int | None, prompt: str | None,
              params: tuple[str, ...], output: str, server: str | None) -> None:
-    """Generate samples from REF (name, name:version or name@alias) and write a PNG grid."""
+    """Generate samples from REF (name, name:version or name@alias), or route by --task and --budget-ms; write a PNG grid."""
     from hub.images import save_samples
 
     if num_samples < 1:
         raise InvalidArgument("--num-samples", f"must be at least 1, got {num_samples}")
+    if (ref is None) == (task is None):
+        raise InvalidArgument("REF, --task", "give exactly one: a model reference, or --task DATASET with --budget-ms")
+    if task is None and (budget_ms is not None or condition is not None):
+        raise InvalidArgument("--budget-ms, --condition", "apply only with --task")
+    if task is not None and budget_ms is None:
+        raise InvalidArgument("--budget-ms", "is required with --task: the p50 latency in milliseconds one sample may take")
     extra = _parse_assignments(params, "--param")
+    reason = ""
+    if task is not None and not server:  # route here, as the server would (hub.server.services.route_request)
+        wanted = condition if condition is not None else (str(label) if label is not None else None)
+        route = ctx.hub.route_settings(task, budget_ms, wanted)  # type: ignore[arg-type]
+        ref, reason = route.ref, f"; {route.describe()}"
+        sampler, steps = sampler or route.sampler, steps or route.steps
+        if condition is not None:
+            index = ctx.hub.class_index(task, condition)
+            if label is not None and label != index:
+                raise InvalidArgument("--label", f"is {label} but --condition {condition!r} is class {index}; give one of them")
+            label = index
     if not server:
         ctx.hub.load(ref)  # a bad reference or broken weights fail here, before any progress bar
     with _progress(transient=True) as bar:
-        task = bar.add_task(f"generate {ref}", total=None, info="")
+        task_id = bar.add_task(f"generate {ref or task}", total=None, info="")
 
         def on_step(event: StepEvent) -> None:
-            bar.update(task, total=event.total, completed=event.step)
+            bar.update(task_id, total=event.total, completed=event.step)
 
         if server:
             from hub.server.commands import generate_remote
 
             samples, described = generate_remote(
-                server, ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
+                server, ref, task=task, condition=condition, latency_budget_ms=budget_ms,
+                num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
                 guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
-                progress=lambda step, total: bar.update(task, total=total, completed=step),
+                progress=lambda step, total: bar.update(task_id, total=total, completed=step),
             )
         else:
             request = SampleRequest.from_seed(
@@ -249,8 +271,8 @@ def generate(ctx: HubContext, ref: str, num_samples: int, seed: int, sampler: st
                 truncation=truncation, class_labels=[label] * num_samples if label is not None else None,
                 prompts=[prompt] * num_samples if prompt is not None else None, params=extra,
             )
-            result = ctx.hub.generate(ref, request, on_step, seed=seed)
-            samples, described = result.samples, f"{result.version.model}:{result.version.version}"
+            result = ctx.hub.generate(ref, request, on_step, seed=seed)  # type: ignore[arg-type]
+            samples, described = result.samples, f"{result.version.model}:{result.version.version}{reason}"
     path = save_samples(samples, output)
     out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
 

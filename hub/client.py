@@ -7,6 +7,8 @@
             print(model.name, model.latest_version)
         result = client.generate("ddpm-digits", num_samples=8, seed=0)
         result.samples  # [8, C, H, W] float tensor in [-1, 1]
+        routed = client.generate(task="digits", latency_budget_ms=50)  # the server picks the version
+        routed.model, routed.routed_reason
 
 Errors come back as the same ``hub.errors`` classes the server raised
 (InvalidArgument, NotFound, ResourceExhausted, ...), with the server's message.
@@ -49,6 +51,9 @@ class RemoteGeneration:
     queue_s: float
     batch_samples: int
     response: generation_pb2.GenerateResponse = field(repr=False)
+    sampler: str = ""  # sampler used ("" : the family's default)
+    steps: int = 0  # steps used (0: the model's default)
+    routed_reason: str = ""  # why the server chose ``model`` for a task request; "" when a model was named
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,11 @@ def decode_images(images: Any) -> torch.Tensor:
 
 
 def build_request(
-    model: str,
+    model: str | None = None,
     *,
+    task: str | None = None,
+    condition: str | int | None = None,
+    latency_budget_ms: float | None = None,
     num_samples: int = 1,
     seed: int | None = None,
     sampler: str | None = None,
@@ -94,7 +102,13 @@ def build_request(
     params: Mapping[str, ParamValue] | None = None,
     format: str | None = None,
 ) -> generation_pb2.GenerateRequest:
-    """A GenerateRequest from keyword arguments (format: None, "png" or "tensor")."""
+    """A GenerateRequest from keyword arguments (format: None, "png" or "tensor").
+
+    Name a ``model``, or route by ``task`` (a dataset name, optionally with a class ``condition``, by name or
+    index) within ``latency_budget_ms``; the server checks that exactly one is given.
+    """
+    if condition is not None and task is None:
+        raise InvalidArgument("condition", "applies only with task; use class_label with a named model")
     if class_label is not None and prompt is not None:
         raise InvalidArgument("conditioning", "give class_label or prompt, not both")
     if format not in FORMATS:
@@ -103,7 +117,7 @@ def build_request(
         if value < 0:
             raise InvalidArgument(name, f"must be >= 0, got {value}")
     message = generation_pb2.GenerateRequest(
-        model=model,
+        model=model or "",
         num_samples=num_samples,
         sampler=sampler or "",
         steps=steps or 0,
@@ -111,6 +125,11 @@ def build_request(
         format=FORMATS[format],
         params={k: param_message(v) for k, v in (params or {}).items()},
     )
+    if task is not None:
+        message.task.dataset = task
+        message.task.condition = "" if condition is None else str(condition)
+    if latency_budget_ms is not None:
+        message.latency_budget_ms = latency_budget_ms
     if seed is not None:
         message.seed = seed
     if guidance_scale is not None:
@@ -189,13 +208,13 @@ class Client:
 
     # -- generation -------------------------------------------------------------------------
 
-    def generate(self, model: str, *, timeout: float | None = None, **fields: Any) -> RemoteGeneration:
-        """Generate and wait; ``fields`` are those of ``build_request``."""
+    def generate(self, model: str | None = None, *, timeout: float | None = None, **fields: Any) -> RemoteGeneration:
+        """Generate and wait; ``fields`` are those of ``build_request`` (``task`` and ``latency_budget_ms`` to route)."""
         response = self._call(self.generation.Generate, build_request(model, **fields), timeout)
         return _result(response)
 
     def stream_generate(
-        self, model: str, *, preview_every: int = 0, timeout: float | None = None, **fields: Any
+        self, model: str | None = None, *, preview_every: int = 0, timeout: float | None = None, **fields: Any
     ) -> Iterator[StepProgress | RemoteGeneration]:
         """Yield a StepProgress after each sampling step, then the RemoteGeneration.
 
@@ -229,4 +248,7 @@ def _result(response: generation_pb2.GenerateResponse) -> RemoteGeneration:
         queue_s=response.queue_seconds,
         batch_samples=response.batch_samples,
         response=response,
+        sampler=response.sampler,
+        steps=response.steps,
+        routed_reason=response.routed_reason,
     )

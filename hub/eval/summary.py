@@ -95,12 +95,17 @@ def card_section(metrics: list[MetricRecord]) -> list[str]:
                          f"{_fmt(floor.value if floor else None)} |")
     if speed:
         b1, bmax = newest.get("latency_p50_ms_batch1"), newest.get("latency_p50_ms_batchmax")
+
+        def value(name: str) -> float | None:  # a figure recorded without its companions shows "-" for them
+            record = newest.get(name)
+            return record.value if record is not None else None
+
         lines.append("")
         if b1 is not None:
-            lines.append(f"- batch 1: p50 {b1.value:.1f} ms, p99 {_fmt(newest['latency_p99_ms_batch1'].value)} ms, "
-                         f"{_fmt(newest['images_per_s_batch1'].value)} images/s ({b1.hardware})")
+            lines.append(f"- batch 1: p50 {b1.value:.1f} ms, p99 {_fmt(value('latency_p99_ms_batch1'))} ms, "
+                         f"{_fmt(value('images_per_s_batch1'))} images/s ({b1.hardware})")
         if bmax is not None:
             lines.append(f"- batch {bmax.details.get('batch')}: p50 {bmax.value:.1f} ms, "
-                         f"p99 {_fmt(newest['latency_p99_ms_batchmax'].value)} ms, "
-                         f"{_fmt(newest['images_per_s_batchmax'].value)} images/s ({bmax.hardware})")
+                         f"p99 {_fmt(value('latency_p99_ms_batchmax'))} ms, "
+                         f"{_fmt(value('images_per_s_batchmax'))} images/s ({bmax.hardware})")
     return lines

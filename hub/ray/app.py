@@ -4,7 +4,8 @@
 
 Serve's gRPC proxy routes each hub.v1 RPC by method name to ``Ingress``, which
 validates the request (``hub.server.convert``), resolves the model reference in
-the registry and forwards it by ``DeploymentHandle`` to that model's deployment,
+the registry (or routes a task request: ``hub.server.services.target``, by figures
+measured on the ingress's hardware) and forwards it by ``DeploymentHandle`` to that model's deployment,
 ``ModelServer``. One deployment per model (not per version): resources and
 autoscaling are per model, and the replicas multiplex the model's versions with
 ``@serve.multiplexed`` (model id ``name:version``), so a version registered or
@@ -38,7 +39,7 @@ from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS
 from hub.ray.settings import Overrides, ServeSettings, settings_for
 from hub.server import convert
 from hub.server.batching import Job, merge
-from hub.server.services import HubThread, RegistryService, Resolver
+from hub.server.services import HubThread, RegistryService, Resolver, target
 from hub.server.status import status_for
 from hub.v1 import generation_pb2, types_pb2
 
@@ -253,8 +254,7 @@ class Ingress:
         return await self._call(self.registry.SetAlias(request, grpc_context), grpc_context)
 
     async def _route(self, message: generation_pb2.GenerateRequest, preview_every: int) -> tuple[Any, Any, DeploymentHandle]:
-        parsed = convert.parse_generate(message, preview_every)
-        version = await self.resolver.resolve(parsed.model)
+        parsed, version = await target(self.hub_thread, self.resolver, convert.parse_generate(message, preview_every))
         handle = self.models.get(version.model)
         if handle is None:
             raise errors.NotFound(f"model {version.model} is in the registry but not deployed in this Serve application; "
@@ -267,7 +267,7 @@ class Ingress:
             result = await handle.generate.remote(parsed, version)  # cancelled with this call
             if isinstance(result, BaseException):
                 raise result
-            return result
+            return convert.annotate_response(result, parsed)
         except BaseException as exc:
             _fail(exc, grpc_context)
 
@@ -282,7 +282,7 @@ class Ingress:
                 if isinstance(item, generation_pb2.Progress):
                     yield generation_pb2.StreamGenerateResponse(progress=item)
                 else:
-                    yield generation_pb2.StreamGenerateResponse(result=item)
+                    yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
             responses = None
         except BaseException as exc:
             _fail(exc, grpc_context)

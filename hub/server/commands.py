@@ -71,8 +71,11 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
 
 def generate_remote(
     server: str,
-    ref: str,
+    ref: str | None,
     *,
+    task: str | None = None,
+    condition: str | None = None,
+    latency_budget_ms: float | None = None,
     num_samples: int = 1,
     seed: int | None = None,
     sampler: str | None = None,
@@ -86,13 +89,17 @@ def generate_remote(
     progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
 ) -> tuple[torch.Tensor, str]:
-    """Generate on a genhub server, streaming progress; returns (samples, "name:version (digest) at server")."""
+    """Generate on a genhub server, streaming progress; returns (samples, "name:version (digest) at server").
+
+    With ``task`` (and ``latency_budget_ms``) instead of ``ref`` the server routes; the description then
+    ends with its reason.
+    """
     from hub.client import Client, RemoteGeneration, StepProgress
 
     with Client(server, timeout=timeout) as client:
         result: RemoteGeneration | None = None
         for event in client.stream_generate(
-            ref, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
+            ref, task=task, condition=condition, latency_budget_ms=latency_budget_ms, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
             truncation=truncation, class_label=class_label, prompt=prompt, params=params, format="tensor",
         ):
             if isinstance(event, StepProgress):
@@ -102,4 +109,5 @@ def generate_remote(
                 result = event
     if result is None:  # the server always ends a stream with a result; this is a broken server
         raise RuntimeError(f"the server at {server} ended the stream without a result")
-    return result.samples, f"{result.model} (sha256:{result.digest[:12]}) at {server}"
+    described = f"{result.model} (sha256:{result.digest[:12]}) at {server}"
+    return result.samples, described + (f"; {result.routed_reason}" if result.routed_reason else "")

@@ -6,6 +6,7 @@ violation is an ``InvalidArgument`` naming the proto field and its limit.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from dataclasses import dataclass
@@ -36,25 +37,68 @@ MAX_PREVIEW_EVERY = 1000
 PREVIEW_MAX_SIDE = 64  # previews are "low resolution": longest side at most this
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+MAX_TASK_CHARS = 256  # task.dataset and task.condition
 
 FORMAT_PNG = types_pb2.IMAGE_FORMAT_PNG
 FORMAT_TENSOR = types_pb2.IMAGE_FORMAT_RAW_TENSOR
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A validated GenerateRequest.task with its latency budget."""
+
+    dataset: str
+    condition: str | None  # class name or index; None: unconditional
+    budget_ms: float
 
 
 @dataclass
 class ParsedRequest:
     """A validated GenerateRequest: what the batcher needs, and what to log."""
 
-    model: str
+    model: str  # the model reference; for a task request, the routed version's ref once routed ("" before)
     seed: int
     request: SampleRequest
     format: int  # types_pb2.ImageFormat; UNSPECIFIED is resolved per model later
+    task: TaskSpec | None = None  # set when the request routes by task instead of naming a model
+    routed_reason: str = ""  # Route.describe() once a task request is routed
+
+
+def parse_task(message: generation_pb2.GenerateRequest) -> TaskSpec | None:
+    """Exactly one of ``model`` and ``task``; a task needs a positive ``latency_budget_ms``."""
+    has_task, has_budget = message.HasField("task"), message.HasField("latency_budget_ms")
+    if message.model and has_task:
+        raise InvalidArgument("model, task", "give exactly one of them: a model reference, or a task with latency_budget_ms to route by")
+    if not message.model and not has_task:
+        raise InvalidArgument(
+            "model", "is required; name a model as NAME, NAME:VERSION or NAME@ALIAS, or leave it empty and route by task "
+            "(with latency_budget_ms)"
+        )
+    if not has_task:
+        if has_budget:
+            raise InvalidArgument("latency_budget_ms", "applies only to task requests; leave it unset when naming a model")
+        return None
+    task = message.task
+    if not task.dataset:
+        raise InvalidArgument("task.dataset", "is required; name the dataset the samples should look like, e.g. digits")
+    for field_name in ("dataset", "condition"):
+        if len(getattr(task, field_name)) > MAX_TASK_CHARS:
+            raise InvalidArgument(f"task.{field_name}", f"must be at most {MAX_TASK_CHARS} characters, got {len(getattr(task, field_name))}")
+    if not has_budget:
+        raise InvalidArgument("latency_budget_ms", "is required with task: the p50 latency in milliseconds one sample may take")
+    budget = message.latency_budget_ms
+    if not math.isfinite(budget) or budget <= 0:
+        raise InvalidArgument("latency_budget_ms", f"must be a positive, finite number of milliseconds, got {budget:g}")
+    return TaskSpec(task.dataset, task.condition or None, float(budget))
 
 
 def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int = 0) -> ParsedRequest:
-    """Validate a GenerateRequest and build the SampleRequest it asks for."""
-    if not message.model:
-        raise InvalidArgument("model", "is required; name a model as NAME, NAME:VERSION or NAME@ALIAS")
+    """Validate a GenerateRequest and build the SampleRequest it asks for.
+
+    A task request comes back with ``task`` set and ``model`` empty: routing (``hub.server.services.target``)
+    fills in the version and the settings its latency was measured with.
+    """
+    task = parse_task(message)
     num_samples = message.num_samples or 1
     if num_samples > MAX_NUM_SAMPLES:
         raise InvalidArgument("num_samples", f"must be between 1 and {MAX_NUM_SAMPLES}, got {num_samples}")
@@ -97,7 +141,15 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
         params=parse_params(message.params),
         preview_every=preview_every,
     )
-    return ParsedRequest(message.model, seed, request, message.format)
+    return ParsedRequest(message.model, seed, request, message.format, task)
+
+
+def annotate_response(response: generation_pb2.GenerateResponse, parsed: ParsedRequest) -> generation_pb2.GenerateResponse:
+    """Fill in the settings used and, for a routed request, why that version was chosen."""
+    response.sampler = parsed.request.sampler or ""
+    response.steps = parsed.request.steps or 0
+    response.routed_reason = parsed.routed_reason
+    return response
 
 
 def _check_range(field: str, value: float, low: float, high: float) -> float:
@@ -255,10 +307,23 @@ def version_ref(version: Any) -> types_pb2.ModelVersionRef:
     )
 
 
-def version_message(version: Any, metrics: Iterable[Any] = (), runs: Iterable[Any] = ()) -> registry_pb2.ModelVersion:
-    """A VersionRecord with its MetricRecords and TrainingRunRecords."""
-    import json
+def metric_message(m: Any) -> registry_pb2.Metric:
+    """A MetricRecord."""
+    return registry_pb2.Metric(
+        name=m.name,
+        value=m.value,
+        data=m.data or "",
+        num_samples=m.num_samples or 0,
+        sampler=m.sampler or "",
+        steps=m.steps or 0,
+        hardware=m.hardware or "",
+        details_json=json.dumps(m.details or {}, sort_keys=True, default=str),
+        create_time=timestamp(m.created_at),
+    )
 
+
+def version_message(version: Any, metrics: Iterable[Any] = (), runs: Iterable[Any] = (), card: str | None = None) -> registry_pb2.ModelVersion:
+    """A VersionRecord with its MetricRecords and TrainingRunRecords; ``card`` overrides the version's own."""
     return registry_pb2.ModelVersion(
         ref=version_ref(version),
         dataset=version.dataset,
@@ -267,19 +332,8 @@ def version_message(version: Any, metrics: Iterable[Any] = (), runs: Iterable[An
         aliases=list(version.aliases),
         create_time=timestamp(version.created_at),
         config_json=json.dumps(version.config, sort_keys=True),
-        card=version.card or "",
-        metrics=[
-            registry_pb2.Metric(
-                name=m.name,
-                value=m.value,
-                data=m.data or "",
-                num_samples=m.num_samples or 0,
-                sampler=m.sampler or "",
-                steps=m.steps or 0,
-                hardware=m.hardware or "",
-            )
-            for m in metrics
-        ],
+        card=card if card is not None else version.card or "",
+        metrics=[metric_message(m) for m in metrics],
         training_runs=[
             registry_pb2.TrainingRun(
                 command=r.command or "",

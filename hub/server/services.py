@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from grpc import aio
 
+from hub.cards import render_card
 from hub.core import Hub
 from hub.errors import Cancelled, DeadlineExceeded, InvalidArgument
 from hub.registry.refs import parse_ref
@@ -68,6 +70,49 @@ class Resolver:
         self._cache.clear()
 
 
+async def target(hub_thread: HubThread, resolver: Resolver, parsed: convert.ParsedRequest) -> tuple[convert.ParsedRequest, Any]:
+    """The version a parsed request runs on: the model it names, or the one its task routes to.
+
+    Routing (``Hub.route_settings``) picks the best-quality version of the task's dataset whose p50 latency
+    measured on this hardware fits the budget; the request then takes that version's sampler and steps where
+    it left them empty, and the task's class as its class label where it set none. Shared by the local
+    servicer and the Ray ingress.
+    """
+    if parsed.task is None:
+        return parsed, await resolver.resolve(parsed.model)
+    return await hub_thread.run(route_request, hub_thread.hub, parsed)
+
+
+def route_request(hub: Hub, parsed: convert.ParsedRequest) -> tuple[convert.ParsedRequest, Any]:
+    """``target`` for a task request, on the hub thread (routing reads the registry)."""
+    task, request = parsed.task, parsed.request
+    assert task is not None
+    labels = request.class_labels
+    label = labels[0] if labels else None
+    condition_field = "task.condition" if task.condition is not None else "class_label"
+    condition = task.condition if task.condition is not None else (str(label) if label is not None else None)
+    try:
+        index = hub.class_index(task.dataset, condition) if condition is not None else None
+        if task.condition is not None and label is not None and label != index:
+            raise InvalidArgument(
+                "class_label", f"is {label} but task.condition {task.condition!r} is class {index} of {task.dataset!r}; "
+                "leave class_label unset or make the two agree"
+            )
+        route = hub.route_settings(task.dataset, task.budget_ms, index)
+    except InvalidArgument as exc:
+        if exc.field != "condition":
+            raise
+        raise InvalidArgument(condition_field, str(exc)[len(exc.field) + 2 :]) from exc
+    request = replace(
+        request,
+        sampler=request.sampler or route.sampler,
+        steps=request.steps or route.steps,
+        class_labels=labels if labels is not None or index is None else [index] * request.num_samples,
+    )
+    routed = replace(parsed, model=route.ref, request=request, routed_reason=route.describe())
+    return routed, route.version
+
+
 class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     """Read the registry and move aliases."""
 
@@ -102,8 +147,14 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         versions = registry.list_versions(name)
         return registry_pb2.GetModelResponse(
             model=convert.model_message(record, _aliases(versions)),
-            versions=[convert.version_message(v, registry.metrics(v.ref), registry.training_runs(v.ref)) for v in versions],
+            versions=[self._version_message(v) for v in versions],
         )
+
+    def _version_message(self, version: Any) -> registry_pb2.ModelVersion:
+        """A version with its metrics, training runs and card (its own, or one rendered from the registry)."""
+        registry = self.hub.registry
+        card = version.card or render_card(self.hub, version.ref)
+        return convert.version_message(version, registry.metrics(version.ref), registry.training_runs(version.ref), card)
 
     async def ListVersions(self, request: registry_pb2.ListVersionsRequest, context: aio.ServicerContext) -> registry_pb2.ListVersionsResponse:
         if not request.model:
@@ -111,10 +162,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         return await self.hub_thread.run(self._list_versions, request.model)
 
     def _list_versions(self, name: str) -> registry_pb2.ListVersionsResponse:
-        registry = self.hub.registry
-        return registry_pb2.ListVersionsResponse(
-            versions=[convert.version_message(v, registry.metrics(v.ref), registry.training_runs(v.ref)) for v in registry.list_versions(name)]
-        )
+        return registry_pb2.ListVersionsResponse(versions=[self._version_message(v) for v in self.hub.registry.list_versions(name)])
 
     async def SetAlias(self, request: registry_pb2.SetAliasRequest, context: aio.ServicerContext) -> registry_pb2.SetAliasResponse:
         for field in ("model", "alias", "version"):
@@ -122,7 +170,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
                 raise InvalidArgument(field, "is required (SetAlias needs model, alias and version)")
         record = await self.hub_thread.run(self.hub.registry.set_alias, request.model, request.alias, request.version)
         self.resolver.invalidate()
-        return registry_pb2.SetAliasResponse(version=convert.version_message(record))
+        return registry_pb2.SetAliasResponse(version=await self.hub_thread.run(self._version_message, record))
 
 
 def _aliases(versions: list[Any]) -> dict[str, int]:
@@ -140,17 +188,17 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         self.workers: dict[tuple[str, str], ModelWorker] = {}  # (weights digest, family) -> its worker
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job = await self._submit(request, context, preview_every=0, stream=False)
+        job, parsed = await self._submit(request, context, preview_every=0, stream=False)
         try:
             result = await job.future
         finally:
             job.abandon()
-        return _response(job, result)
+        return convert.annotate_response(_response(job, result), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
-        job = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
+        job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
         assert job.events is not None
         try:
             while (progress := await job.events.get()) is not None:
@@ -158,13 +206,15 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             result = job.future.result()
         finally:
             job.abandon()  # a client that went away stops its sampling at the next step
-        yield generation_pb2.StreamGenerateResponse(result=_response(job, result))
+        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
 
-    async def _submit(self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool) -> Job:
+    async def _submit(
+        self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool
+    ) -> tuple[Job, convert.ParsedRequest]:
         parsed = convert.parse_generate(message, preview_every)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else None
-        version = await self.resolver.resolve(parsed.model)
+        parsed, version = await target(self.hub_thread, self.resolver, parsed)
         worker = await self._worker(version)
         fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
         job = Job(
@@ -177,7 +227,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             events=asyncio.Queue() if stream else None,
         )
         worker.submit(job)
-        return job
+        return job, parsed
 
     async def _worker(self, version: Any) -> ModelWorker:
         """The worker of the weights ``version`` names; versions with the same weights share one."""

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "num_samples", "seed", "sampler", "steps", "eta", "guidance_scale", "truncation", "class_label", "prompt", "params", "format")
+    __slots__ = ("model", "task", "latency_budget_ms", "num_samples", "seed", "sampler", "steps", "eta", "guidance_scale", "truncation", "class_label", "prompt", "params", "format")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,8 @@ class GenerateRequest(_message.Message):
         value: _types_pb2.ParamValue
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.ParamValue, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     SAMPLER_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +31,8 @@ class GenerateRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     model: str
+    task: Task
+    latency_budget_ms: float
     num_samples: int
     seed: int
     sampler: str
@@ -40,10 +44,18 @@ class GenerateRequest(_message.Message):
     prompt: str
     params: _containers.MessageMap[str, _types_pb2.ParamValue]
     format: _types_pb2.ImageFormat
-    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., eta: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., truncation: _Optional[float] = ..., class_label: _Optional[int] = ..., prompt: _Optional[str] = ..., params: _Optional[_Mapping[str, _types_pb2.ParamValue]] = ..., format: _Optional[_Union[_types_pb2.ImageFormat, str]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., latency_budget_ms: _Optional[float] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., eta: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., truncation: _Optional[float] = ..., class_label: _Optional[int] = ..., prompt: _Optional[str] = ..., params: _Optional[_Mapping[str, _types_pb2.ParamValue]] = ..., format: _Optional[_Union[_types_pb2.ImageFormat, str]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("dataset", "condition")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    condition: str
+    def __init__(self, dataset: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("images", "model_version", "seed", "generation_id", "duration_seconds", "queue_seconds", "batch_samples")
+    __slots__ = ("images", "model_version", "seed", "generation_id", "duration_seconds", "queue_seconds", "batch_samples", "routed_reason", "sampler", "steps")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +63,9 @@ class GenerateResponse(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_REASON_FIELD_NUMBER: _ClassVar[int]
+    SAMPLER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
     model_version: _types_pb2.ModelVersionRef
     seed: int
@@ -58,7 +73,10 @@ class GenerateResponse(_message.Message):
     duration_seconds: float
     queue_seconds: float
     batch_samples: int
-    def __init__(self, images: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., model_version: _Optional[_Union[_types_pb2.ModelVersionRef, _Mapping]] = ..., seed: _Optional[int] = ..., generation_id: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., queue_seconds: _Optional[float] = ..., batch_samples: _Optional[int] = ...) -> None: ...
+    routed_reason: str
+    sampler: str
+    steps: int
+    def __init__(self, images: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., model_version: _Optional[_Union[_types_pb2.ModelVersionRef, _Mapping]] = ..., seed: _Optional[int] = ..., generation_id: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., queue_seconds: _Optional[float] = ..., batch_samples: _Optional[int] = ..., routed_reason: _Optional[str] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ...) -> None: ...
 
 class StreamGenerateRequest(_message.Message):
     __slots__ = ("request", "preview_every")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hub.v1 import types_pb2 as hub_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hub/v1/registry.proto\x12\x06hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12hub/v1/types.proto\"\xc9\x01\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.hub.v1.PluginStatus\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x05 \x01(\t\x12\x16\n\x0emodel_families\x18\x06 \x03(\t\x12\x10\n\x08samplers\x18\x07 \x03(\t\x12\x10\n\x08\x64\x61tasets\x18\x08 \x03(\t\x12\x19\n\x11pretrained_models\x18\t \x03(\t\"\x87\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elatest_version\x18\x06 \x01(\r\x12\x15\n\rversion_count\x18\x07 \x01(\r\x12+\n\x07\x61liases\x18\x08 \x03(\x0b\x32\x1a.hub.v1.Model.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"z\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x13\n\x0bnum_samples\x18\x04 \x01(\r\x12\x0f\n\x07sampler\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x10\n\x08hardware\x18\x07 \x01(\t\"\x90\x01\n\x0bTrainingRun\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x19\n\x11wall_time_seconds\x18\x04 \x01(\x01\x12\x10\n\x08hardware\x18\x05 \x01(\t\x12\x17\n\nfinal_loss\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_final_loss\"\x95\x02\n\x0cModelVersion\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.hub.v1.ModelVersionRef\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0f\n\x07\x61liases\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x0c\n\x04\x63\x61rd\x18\x08 \x01(\t\x12\x1f\n\x07metrics\x18\t \x03(\x0b\x32\x0e.hub.v1.Metric\x12*\n\rtraining_runs\x18\n \x03(\x0b\x32\x13.hub.v1.TrainingRun\"\x14\n\x12ListPluginsRequest\"6\n\x13ListPluginsResponse\x12\x1f\n\x07plugins\x18\x01 \x03(\x0b\x32\x0e.hub.v1.Plugin\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.hub.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.hub.v1.Model\x12&\n\x08versions\x18\x02 \x03(\x0b\x32\x14.hub.v1.ModelVersion\"$\n\x13ListVersionsRequest\x12\r\n\x05model\x18\x01 \x01(\t\">\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.hub.v1.ModelVersion\"@\n\x0fSetAliasRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"9\n\x10SetAliasResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.hub.v1.ModelVersion*}\n\x0cPluginStatus\x12\x1d\n\x19PLUGIN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATUS_LOADED\x10\x01\x12\x18\n\x14PLUGIN_STATUS_FAILED\x10\x02\x12\x1a\n\x16PLUGIN_STATUS_DISABLED\x10\x03\x32\xe7\x02\n\x0fRegistryService\x12\x46\n\x0bListPlugins\x12\x1a.hub.v1.ListPluginsRequest\x1a\x1b.hub.v1.ListPluginsResponse\x12\x43\n\nListModels\x12\x19.hub.v1.ListModelsRequest\x1a\x1a.hub.v1.ListModelsResponse\x12=\n\x08GetModel\x12\x17.hub.v1.GetModelRequest\x1a\x18.hub.v1.GetModelResponse\x12I\n\x0cListVersions\x12\x1b.hub.v1.ListVersionsRequest\x1a\x1c.hub.v1.ListVersionsResponse\x12=\n\x08SetAlias\x12\x17.hub.v1.SetAliasRequest\x1a\x18.hub.v1.SetAliasResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hub/v1/registry.proto\x12\x06hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12hub/v1/types.proto\"\xc9\x01\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.hub.v1.PluginStatus\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x05 \x01(\t\x12\x16\n\x0emodel_families\x18\x06 \x03(\t\x12\x10\n\x08samplers\x18\x07 \x03(\t\x12\x10\n\x08\x64\x61tasets\x18\x08 \x03(\t\x12\x19\n\x11pretrained_models\x18\t \x03(\t\"\x87\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elatest_version\x18\x06 \x01(\r\x12\x15\n\rversion_count\x18\x07 \x01(\r\x12+\n\x07\x61liases\x18\x08 \x03(\x0b\x32\x1a.hub.v1.Model.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc1\x01\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x13\n\x0bnum_samples\x18\x04 \x01(\r\x12\x0f\n\x07sampler\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x10\n\x08hardware\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0bTrainingRun\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x19\n\x11wall_time_seconds\x18\x04 \x01(\x01\x12\x10\n\x08hardware\x18\x05 \x01(\t\x12\x17\n\nfinal_loss\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_final_loss\"\x95\x02\n\x0cModelVersion\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.hub.v1.ModelVersionRef\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0f\n\x07\x61liases\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x0c\n\x04\x63\x61rd\x18\x08 \x01(\t\x12\x1f\n\x07metrics\x18\t \x03(\x0b\x32\x0e.hub.v1.Metric\x12*\n\rtraining_runs\x18\n \x03(\x0b\x32\x13.hub.v1.TrainingRun\"\x14\n\x12ListPluginsRequest\"6\n\x13ListPluginsResponse\x12\x1f\n\x07plugins\x18\x01 \x03(\x0b\x32\x0e.hub.v1.Plugin\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.hub.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.hub.v1.Model\x12&\n\x08versions\x18\x02 \x03(\x0b\x32\x14.hub.v1.ModelVersion\"$\n\x13ListVersionsRequest\x12\r\n\x05model\x18\x01 \x01(\t\">\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.hub.v1.ModelVersion\"@\n\x0fSetAliasRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"9\n\x10SetAliasResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.hub.v1.ModelVersion*}\n\x0cPluginStatus\x12\x1d\n\x19PLUGIN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATUS_LOADED\x10\x01\x12\x18\n\x14PLUGIN_STATUS_FAILED\x10\x02\x12\x1a\n\x16PLUGIN_STATUS_DISABLED\x10\x03\x32\xe7\x02\n\x0fRegistryService\x12\x46\n\x0bListPlugins\x12\x1a.hub.v1.ListPluginsRequest\x1a\x1b.hub.v1.ListPluginsResponse\x12\x43\n\nListModels\x12\x19.hub.v1.ListModelsRequest\x1a\x1a.hub.v1.ListModelsResponse\x12=\n\x08GetModel\x12\x17.hub.v1.GetModelRequest\x1a\x18.hub.v1.GetModelResponse\x12I\n\x0cListVersions\x12\x1b.hub.v1.ListVersionsRequest\x1a\x1c.hub.v1.ListVersionsResponse\x12=\n\x08SetAlias\x12\x17.hub.v1.SetAliasRequest\x1a\x18.hub.v1.SetAliasResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +35,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODEL_ALIASESENTRY']._loaded_options = None
   _globals['_MODEL_ALIASESENTRY']._serialized_options = b'8\001'
-  _globals['_PLUGINSTATUS']._serialized_start=1673
-  _globals['_PLUGINSTATUS']._serialized_end=1798
+  _globals['_PLUGINSTATUS']._serialized_start=1745
+  _globals['_PLUGINSTATUS']._serialized_end=1870
   _globals['_PLUGIN']._serialized_start=87
   _globals['_PLUGIN']._serialized_end=288
   _globals['_MODEL']._serialized_start=291
   _globals['_MODEL']._serialized_end=554
   _globals['_MODEL_ALIASESENTRY']._serialized_start=508
   _globals['_MODEL_ALIASESENTRY']._serialized_end=554
-  _globals['_METRIC']._serialized_start=556
-  _globals['_METRIC']._serialized_end=678
-  _globals['_TRAININGRUN']._serialized_start=681
-  _globals['_TRAININGRUN']._serialized_end=825
-  _globals['_MODELVERSION']._serialized_start=828
-  _globals['_MODELVERSION']._serialized_end=1105
-  _globals['_LISTPLUGINSREQUEST']._serialized_start=1107
-  _globals['_LISTPLUGINSREQUEST']._serialized_end=1127
-  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1129
-  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1183
-  _globals['_LISTMODELSREQUEST']._serialized_start=1185
-  _globals['_LISTMODELSREQUEST']._serialized_end=1243
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1245
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1321
-  _globals['_GETMODELREQUEST']._serialized_start=1323
-  _globals['_GETMODELREQUEST']._serialized_end=1354
-  _globals['_GETMODELRESPONSE']._serialized_start=1356
-  _globals['_GETMODELRESPONSE']._serialized_end=1444
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=1446
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=1482
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1484
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1546
-  _globals['_SETALIASREQUEST']._serialized_start=1548
-  _globals['_SETALIASREQUEST']._serialized_end=1612
-  _globals['_SETALIASRESPONSE']._serialized_start=1614
-  _globals['_SETALIASRESPONSE']._serialized_end=1671
-  _globals['_REGISTRYSERVICE']._serialized_start=1801
-  _globals['_REGISTRYSERVICE']._serialized_end=2160
+  _globals['_METRIC']._serialized_start=557
+  _globals['_METRIC']._serialized_end=750
+  _globals['_TRAININGRUN']._serialized_start=753
+  _globals['_TRAININGRUN']._serialized_end=897
+  _globals['_MODELVERSION']._serialized_start=900
+  _globals['_MODELVERSION']._serialized_end=1177
+  _globals['_LISTPLUGINSREQUEST']._serialized_start=1179
+  _globals['_LISTPLUGINSREQUEST']._serialized_end=1199
+  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1201
+  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1255
+  _globals['_LISTMODELSREQUEST']._serialized_start=1257
+  _globals['_LISTMODELSREQUEST']._serialized_end=1315
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1317
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1393
+  _globals['_GETMODELREQUEST']._serialized_start=1395
+  _globals['_GETMODELREQUEST']._serialized_end=1426
+  _globals['_GETMODELRESPONSE']._serialized_start=1428
+  _globals['_GETMODELRESPONSE']._serialized_end=1516
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=1518
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=1554
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1556
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1618
+  _globals['_SETALIASREQUEST']._serialized_start=1620
+  _globals['_SETALIASREQUEST']._serialized_end=1684
+  _globals['_SETALIASRESPONSE']._serialized_start=1686
+  _globals['_SETALIASRESPONSE']._serialized_end=1743
+  _globals['_REGISTRYSERVICE']._serialized_start=1873
+  _globals['_REGISTRYSERVICE']._serialized_end=2232
 # @@protoc_insertion_point(module_scope)

@@ -72,7 +72,7 @@ class Model(_message.Message):
     def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., plugin: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_version: _Optional[int] = ..., version_count: _Optional[int] = ..., aliases: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Metric(_message.Message):
-    __slots__ = ("name", "value", "data", "num_samples", "sampler", "steps", "hardware")
+    __slots__ = ("name", "value", "data", "num_samples", "sampler", "steps", "hardware", "details_json", "create_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class Metric(_message.Message):
     SAMPLER_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: float
     data: str
@@ -87,7 +89,9 @@ class Metric(_message.Message):
     sampler: str
     steps: int
     hardware: str
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., data: _Optional[str] = ..., num_samples: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., hardware: _Optional[str] = ...) -> None: ...
+    details_json: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., data: _Optional[str] = ..., num_samples: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., hardware: _Optional[str] = ..., details_json: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TrainingRun(_message.Message):
     __slots__ = ("command", "seed", "steps", "wall_time_seconds", "hardware", "final_loss")

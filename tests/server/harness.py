@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from hub.core import Hub
+from hub.devices import hardware_description
 from hub.model import TrainOptions
 from hub.server.app import BackgroundServer
 from tests.server import tiny_family
@@ -71,6 +72,18 @@ def register_trained(hub: Hub, name: str, dataset_name: str, *, card: str | None
         training_run={"command": f"tests: {name}", "seed": 0, "steps": 3, "losses": result.losses, "hardware": "cpu"},
         metrics=[{"name": k, "value": v, "data": f"{dataset_name}:test"} for k, v in (metrics or {}).items()],
     )
+
+
+def record_figures(hub: Hub, ref: str, *, fd: float, latency: float, sampler: str | None, steps: int,
+                   conditional: bool = False) -> None:
+    """What `genhub eval` records, measured "on this hardware", without running it."""
+    hw = hardware_description()
+    hub.registry.add_metric(ref, "fd", fd, data="digits:train", hardware=hw, sampler=sampler, steps=steps,
+                            num_samples=64, details={"feature": "tiny-classifier", "dims": 16})
+    if conditional:
+        hub.registry.add_metric(ref, "class_agreement", 0.9, data="digits:test", hardware=hw, sampler=sampler, steps=steps)
+    hub.registry.add_metric(ref, "latency_p50_ms_batch1", latency, data="digits", hardware=hw, sampler=sampler, steps=steps,
+                            details={"p90_ms": latency * 1.5})
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,8 @@ def test_the_request_limits_in_comments_match_the_server() -> None:
     proto = (REPO / "protos" / "hub" / "v1" / "generation.proto").read_text()
     for text in (f"1-{convert.MAX_NUM_SAMPLES}", f"1-{convert.MAX_STEPS}", f"0-{convert.MAX_GUIDANCE:g}",
                  f"at most {convert.MAX_PROMPT_CHARS} characters", f"at most {convert.MAX_PARAMS}",
-                 f"at most {convert.PREVIEW_MAX_SIDE} pixels", f"at most {convert.MAX_PREVIEW_EVERY}"):
+                 f"at most {convert.PREVIEW_MAX_SIDE} pixels", f"at most {convert.MAX_PREVIEW_EVERY}",
+                 f"at most {convert.MAX_TASK_CHARS} characters"):
         assert text in proto, f"generation.proto should quote the limit {text!r}"
 
 
