@@ -97,9 +97,16 @@ def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:
         "config": version.config,
         "digest": version.artifact_digest,
         "training": training,
-        "metrics": {m.name: m.value for m in reg.metrics(ref)},
+        # every figure with how and where it was measured, so a fresh install shows (and can route on) them
+        "metrics": [
+            {"name": m.name, "value": m.value, "data": m.data, "num_samples": m.num_samples, "hardware": m.hardware,
+             "sampler": m.sampler, "steps": m.steps, "details": m.details}
+            for m in reg.metrics(ref)
+        ],
         "tags": [t for t in version.tags if t != "pretrained"],
     }
+    if version.parent:
+        meta["parent"] = version.parent  # a bundled parent (teacher, autoencoder) is synced first
     (directory / "card.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (directory / "card.md").write_text(render_card(hub, ref))
     return directory

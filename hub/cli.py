@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 from rich.console import Console
@@ -314,13 +314,24 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
             task = bar.add_task(f"generate {version.ref}", total=None, info="")
             started = time.perf_counter()
             samples, _ = generate_remote(
-                server.address, version.ref, num_samples=num_samples, seed=seed,
+                server.address, version.ref, num_samples=num_samples, seed=seed, **demo_fields(version.tags),
                 progress=lambda step, total, task=task: bar.update(task, total=total, completed=step),
             )
             path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
             table.add_row(version.ref, version.family, version.artifact_digest[:12], str(num_samples),
                           f"{time.perf_counter() - started:.2f}", str(path))
     out.print(table)
+
+
+def demo_fields(tags: list[str]) -> dict[str, Any]:
+    """What the demo asks a bundled model for, from its ``demo.KEY=VALUE`` tags (e.g. ``demo.prompt=a red circle``)."""
+    types: dict[str, Callable[[str], Any]] = {"prompt": str, "class_label": int, "guidance_scale": float}
+    fields = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if sep and key.startswith("demo.") and key[5:] in types:
+            fields[key[5:]] = types[key[5:]](value)
+    return fields
 
 
 def _all_models(hub: Hub) -> list[Any]:

@@ -133,7 +133,7 @@ class Hub:
             tags=["pretrained", *pretrained.tags],
             card=pretrained.card.read_text() if pretrained.card else None,
             training_run=pretrained.training or None,
-            metrics=[{"name": k, "value": v, "data": pretrained.dataset} for k, v in pretrained.metrics.items()] or None,
+            metrics=_pretrained_metrics(pretrained),
         )
 
     # -- models ----------------------------------------------------------------------------
@@ -330,6 +330,13 @@ def _first_line(path: Path | None) -> str:
         if line:
             return line
     return ""
+
+
+def _pretrained_metrics(pretrained: PretrainedModel) -> list[dict[str, Any]] | None:
+    """A bundled checkpoint's figures as registry metric rows."""
+    if isinstance(pretrained.metrics, dict):
+        return [{"name": k, "value": v, "data": pretrained.dataset} for k, v in pretrained.metrics.items()] or None
+    return [dict(m) for m in pretrained.metrics] or None
 
 
 def _parents_first(items: list[PretrainedModel]) -> list[PretrainedModel]:

@@ -228,7 +228,9 @@ class PretrainedModel:
     dataset: str
     card: Path | None = None  # markdown model card
     training: dict[str, Any] = field(default_factory=dict)  # command, seed, steps, wall_time_s, losses
-    metrics: dict[str, float] = field(default_factory=dict)
+    # figures measured before shipping: full records (name, value, data, hardware, sampler, steps, ...) or
+    # the older {name: value} form
+    metrics: list[dict[str, Any]] | dict[str, float] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     parent: str | None = None  # "name:version" of the model this one was derived from
 

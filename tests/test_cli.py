@@ -60,3 +60,11 @@ def test_errors_are_one_line_without_traceback(hub_home: Path, tmp_path: Path) -
         message = result.stderr.strip()
         assert message.startswith("Error:") and "\n" not in message and named in message, (args, result.stderr)
     assert not (tmp_path / "x.png").exists()  # nothing half-written
+
+
+def test_demo_reads_its_request_from_demo_tags() -> None:
+    from hub.cli import demo_fields
+
+    tags = ["pretrained", "demo.prompt=a red circle, top left", "demo.class_label=3", "demo.guidance_scale=2.5",
+            "demo.unknown=1", "serve.num_cpus=1"]
+    assert demo_fields(tags) == {"prompt": "a red circle, top left", "class_label": 3, "guidance_scale": 2.5}

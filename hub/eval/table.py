@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hub.eval.summary import latest
+from hub.eval.summary import by_settings
 from hub.registry.records import MetricRecord, VersionRecord
 
 if TYPE_CHECKING:
@@ -40,18 +40,28 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def table_row(version: VersionRecord, metrics: list[MetricRecord]) -> str:
-    figures = latest(metrics)
+def table_row(version: VersionRecord, figures: dict[str, MetricRecord], floor: dict[str, MetricRecord]) -> str:
+    """One row: a version's figures measured with one (sampler, steps), beside the floor."""
     quality = next((figures[n] for n in ("fd", "modes_covered") if n in figures), None)
-    if quality is not None:
-        sampling = f"{quality.sampler or version.family}, {quality.steps or '-'} steps"
+    anchor = quality or next(iter(figures.values()), None)
+    if anchor is not None:
+        sampling = f"{anchor.sampler or version.family}, {anchor.steps or '-'} steps"
     else:
         sampling = "-"
     batch_max = figures.get("images_per_s_batchmax")
     max_text = _num(_get(figures, "images_per_s_batchmax")) + (f" (b{batch_max.details.get('batch')})" if batch_max else "")
     latency = f"{_num(_get(figures, 'latency_p50_ms_batch1'))} / {_num(_get(figures, 'latency_p99_ms_batch1'))}"
     return (f"| {version.ref} | {version.family} | {version.dataset} | {sampling} | {quality_text(figures)} | "
-            f"{quality_text(figures, '_floor')} | {_num(_get(figures, 'images_per_s_batch1'))} | {max_text} | {latency} |")
+            f"{quality_text(floor, '_floor')} | {_num(_get(figures, 'images_per_s_batch1'))} | {max_text} | {latency} |")
+
+
+def version_rows(version: VersionRecord, metrics: list[MetricRecord]) -> list[str]:
+    """One row per sampling setting the version was measured with (e.g. DDPM at 1000 and at 50 steps)."""
+    floor = {m.name: m for m in sorted(metrics, key=lambda r: r.id) if m.name.endswith("_floor")}
+    rows = []
+    for group in by_settings([m for m in metrics if not m.name.endswith("_floor")]).values():
+        rows.append(table_row(version, group.values, floor))
+    return rows or [table_row(version, {}, floor)]
 
 
 def models_table(hub: Hub, refs: list[str]) -> str:
@@ -63,7 +73,7 @@ def models_table(hub: Hub, refs: list[str]) -> str:
     for ref in refs:
         version = hub.resolve(ref)
         metrics = hub.registry.metrics(version.ref)
-        rows.append(table_row(version, metrics))
+        rows.extend(version_rows(version, metrics))
         hardware.update({m.hardware: None for m in metrics if m.hardware and m.name.startswith("latency_")})
     lines = rows + [
         "",

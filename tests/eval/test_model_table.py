@@ -43,10 +43,17 @@ def test_table_rows_show_quality_floor_and_speed(hub: Hub) -> None:
                         ("latency_p50_ms_batch1", 80.0), ("latency_p99_ms_batch1", 95.0)):
         hub.registry.add_metric(ref, name, value, data="digits:train", hardware="cpu x1", sampler="ddim", steps=50)
     hub.registry.add_metric(ref, "fd_floor", 20.0, data="digits:test")
-    hub.registry.add_metric(ref, "images_per_s_batchmax", 300.0, data="digits", hardware="cpu x1", details={"batch": 64})
+    hub.registry.add_metric(ref, "images_per_s_batchmax", 300.0, data="digits", hardware="cpu x1", details={"batch": 64},
+                            sampler="ddim", steps=50)
+    # a speed-only measurement with other settings is a row of its own (the README's DDPM at 1000 steps)
+    hub.registry.add_metric(ref, "latency_p50_ms_batch1", 1500.0, data="digits", hardware="cpu x1", sampler="ddpm", steps=1000)
     table = models_table(hub, [ref])
-    row = next(line for line in table.splitlines() if line.startswith("| m:1"))
-    assert "ddim, 50 steps" in row and "FD 31.2, P 0.80, R 0.60" in row and "FD 20.0" in row
+    rows = [line for line in table.splitlines() if line.startswith("| m:1")]
+    assert len(rows) == 2
+    row = next(r for r in rows if "ddim, 50 steps" in r)
+    assert "FD 31.2, P 0.80, R 0.60" in row and "FD 20.0" in row
     assert "300.0 (b64)" in row and "80.0 / 95.0" in row
+    slow = next(r for r in rows if "ddpm, 1000 steps" in r)
+    assert "1,500.0 / -" in slow and "| FD 20.0 |" in slow  # no quality measured there; the floor is the data's
     assert "Speed measured on cpu x1." in table
     assert models_table(hub, []).startswith("No bundled models")
