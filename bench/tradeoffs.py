@@ -5,6 +5,7 @@
     python bench/tradeoffs.py --scale 4               # 4x the training steps
     python bench/tradeoffs.py --home ~/.local/share/genhub --load   # evaluate models already registered as
                                                       # <family>-<dataset> (bundled or trained) instead of training
+    python bench/tradeoffs.py --bundled               # evaluate the checkpoints the plugins ship (no training)
 
 Trains (or loads) ``ddpm``, ``gan``, ``stylegan``, ``ddgan`` and ``distill`` (a 1-step student of the DDPM
 just trained) on ``gmm-grid25`` and ``digits``, evaluates each with ``hub.eval`` (recorded in a registry,
@@ -63,6 +64,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 QUICK_CONFIG = {"distill": {"num_pairs": 128, "teacher_steps": 4}}  # --quick: no long teacher sampling
 # Extra sampler settings measured for the diffusion model, beside its default (DDIM, 50 steps): few-step DDIM,
 # and on points the 1,000-step ancestral sampler (too slow for 1,000 images on a CPU).
+# --bundled: the shipped checkpoint of each family trained on one of these datasets stands for the column
+BUNDLED_DATASETS = {"digits": ("digits", "digits16"), "gmm-grid25": ("gmm-grid25",)}
 DDPM_EXTRA = {"gmm-grid25": (("ddim", 4), ("ddpm", 1000)), "digits": (("ddim", 4),)}
 
 
@@ -79,6 +82,22 @@ def _train(hub: Hub, family: str, dataset: str, recipe: Recipe, scale: float, se
                         options=TrainOptions(steps=steps, batch_size=recipe.batch_size, learning_rate=recipe.lr, seed=seed),
                         command=f"python bench/tradeoffs.py ({family} on {dataset}, {steps} steps)")
     return version.ref, time.perf_counter() - started
+
+
+def bundled_ref(hub: Hub, family: str, dataset: str) -> str | None:
+    """The newest bundled ("pretrained") version of ``family`` trained on ``dataset`` (or its variant), if any."""
+    found = None
+    models, token = hub.registry.list_models(page_size=1000)
+    while True:
+        for model in models:
+            if model.family != family or model.latest_version is None:
+                continue
+            version = hub.resolve(model.name)
+            if "pretrained" in version.tags and version.dataset in BUNDLED_DATASETS.get(dataset, (dataset,)):
+                found = version.ref if found is None or version.created_at > hub.resolve(found).created_at else found
+        if not token:
+            return found
+        models, token = hub.registry.list_models(page_size=1000, page_token=token)
 
 
 def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalOptions) -> dict[str, Any]:
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--home", help="genhub home to use (default: a temporary one)")
     parser.add_argument("--load", action="store_true", help="evaluate registered <family>-<dataset> models, no training")
+    parser.add_argument("--bundled", action="store_true", help="evaluate the bundled checkpoints, no training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args(argv)
@@ -144,7 +164,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             options = EvalOptions(num_samples=n, speed_budget_s=0.2 if args.quick else 3.0, floor=True)
             teacher = None
             for family in families:
-                if args.load:
+                if args.bundled:
+                    found = bundled_ref(hub, family, dataset)
+                    if found is None:
+                        print(f"no bundled {family} model on {dataset}; skipped", file=sys.stderr, flush=True)
+                        continue
+                    ref, train_s = found, None
+                elif args.load:
                     ref, train_s = f"{family}-{dataset}", None
                 else:
                     print(f"training {family} on {dataset} ...", file=sys.stderr, flush=True)

@@ -1,0 +1,392 @@
+"""The "ldm" family: diffusion in the latent space of a registered "vae" version, conditioned on text.
+
+Latent diffusion (Rombach et al. 2022) at a size that trains on a CPU. The autoencoder is another
+registry version (``autoencoder`` in the config; ``genhub train ldm --parent vae-shapes:1`` pins it and
+records it as the denoiser's parent) and stays frozen. The denoiser is a UNet over scaled latents with
+cross-attention to the tokens of a text encoder chosen by name from those plugins register
+(``register_text_encoders``). Sampling runs any registered sampler (the DDPM plugin's ``ddpm`` and ``ddim``)
+in latent space, then decodes; streaming previews decode the sampler's current x0 estimate.
+
+Conditioning is always text: a prompt, or a class label turned into its class name (the shapes dataset's
+class names are its captions, "a red circle, top left"). Training drops the text with probability
+``cond_dropout`` (the empty prompt is the unconditional input), so classifier-free guidance works:
+``guidance_scale`` g gives uncond + g * (cond - uncond), computed in one batched forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hub.errors import FailedPrecondition, InvalidArgument
+from hub.model import (
+    BuildContext,
+    GenerativeModel,
+    ModelConfig,
+    ModelFamily,
+    NoiseSource,
+    SampleRequest,
+    StepCallback,
+    StepEvent,
+    TrainOptions,
+    TrainProgress,
+    TrainResult,
+)
+from hub.sampling import PREDICTION_TYPES
+
+from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
+from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state, reject
+from genhub_ldm.unet import LatentUNet
+from genhub_ldm.vae import VAEModel
+
+if TYPE_CHECKING:
+    from hub.datasets import Dataset
+
+INIT_SEED = 0
+
+
+@dataclass
+class LDMConfig(ModelConfig):
+    """Autoencoder reference, denoiser shape, text conditioning, process and sampling defaults."""
+
+    autoencoder: str = "vae-shapes"  # registry reference of a "vae" version; `--parent` pins name:version
+    latent_shape: tuple[int, ...] = (4, 8, 8)  # [C, H, W] of the autoencoder's latents
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 1
+    heads: int = 4
+    context_dim: int = 64  # width of the text encoder's tokens
+    text_encoder: str = "vocab"  # a registered text encoder (`genhub plugins` lists who registers which)
+    text_settings: dict[str, Any] | None = None  # what the encoder fitted on the training captions (set by training)
+    class_names: tuple[str, ...] = ()  # class label i is conditioned on the text class_names[i]
+    cond_dropout: float = 0.1  # share of training prompts replaced by the empty prompt (enables guidance)
+    num_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    default_sampler: str = "ddim"
+    default_steps: int = 50
+    default_guidance: float = 3.0  # used when a request is conditioned and names no guidance_scale
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, e.g. the autoencoder's scale factor
+
+    def __post_init__(self) -> None:
+        self.latent_shape = tuple(self.latent_shape)
+        self.channel_mults = tuple(self.channel_mults)
+        self.class_names = tuple(self.class_names)
+        if len(self.latent_shape) != 3 or min(self.latent_shape) < 1:
+            raise InvalidArgument("latent_shape", f"must be [C, H, W] of positive sizes, got {list(self.latent_shape)}")
+        down = 2 ** (len(self.channel_mults) - 1)
+        if not self.channel_mults or self.latent_shape[1] % down or self.latent_shape[2] % down:
+            raise InvalidArgument("channel_mults", f"{len(self.channel_mults)} levels need latent H and W divisible by {down}")
+        for name in ("base_channels", "num_res_blocks", "heads", "context_dim"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.context_dim % self.heads:
+            raise InvalidArgument("heads", f"context_dim={self.context_dim} must be divisible by heads={self.heads}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise InvalidArgument("cond_dropout", f"must be in [0, 1), got {self.cond_dropout}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise InvalidArgument("beta_schedule", f"{self.beta_schedule!r} is not one of {list(BETA_SCHEDULES)}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise InvalidArgument("prediction_type", f"{self.prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
+        if not 1 <= self.default_steps <= self.num_timesteps:
+            raise InvalidArgument("default_steps", f"must be between 1 and num_timesteps={self.num_timesteps}, got {self.default_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InvalidArgument("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+
+
+class Denoiser(nn.Module):
+    """The trained part: text encoder + latent UNet (the EMA copy covers both)."""
+
+    def __init__(self, config: LDMConfig, text: nn.Module) -> None:
+        super().__init__()
+        self.text = text
+        self.unet = LatentUNet(
+            config.latent_shape[0], config.base_channels, config.channel_mults, config.num_res_blocks, config.context_dim, config.heads
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, context, mask)
+
+
+class LDMModel(GenerativeModel):
+    output_kind: ClassVar[str] = "image"
+
+    def __init__(self, config: LDMConfig, context: BuildContext) -> None:
+        if context.text_encoders is None:
+            raise FailedPrecondition("the ldm family needs the hub's text encoders (BuildContext.text_encoders)")
+        self.config = config
+        self.context = context
+        self.encoder_spec = context.text_encoders.get(config.text_encoder)  # NotFound names those registered
+        self.process = make_process(config.beta_schedule, config.num_timesteps, config.prediction_type, None, config.beta_start, config.beta_end)
+        self.net: Denoiser | None = None
+        self.ema: Denoiser | None = None
+        self._vae: VAEModel | None = None
+        self.device = torch.device("cpu")
+        self.train_steps = 0
+        if config.text_settings is not None:
+            self._build_networks(config.text_settings)
+
+    def _build_networks(self, settings: dict[str, Any]) -> None:
+        with torch.random.fork_rng(devices=[]):  # weights of a fresh build depend on the config alone
+            torch.manual_seed(INIT_SEED)
+            self.net = Denoiser(self.config, self.encoder_spec.build(settings, self.config.context_dim)).to(self.device)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
+
+    def vae(self) -> VAEModel:
+        """The frozen autoencoder, loaded (and digest-verified) through the hub on first use."""
+        if self._vae is None:
+            if self.context.load_version is None:
+                raise FailedPrecondition("the ldm family loads its autoencoder through the hub; build it with Hub.build or Hub.load")
+            vae = self.context.load_version(self.config.autoencoder)
+            if not isinstance(vae, VAEModel):
+                raise InvalidArgument("autoencoder", f"{self.config.autoencoder!r} is a {type(vae).__name__}, not a vae version")
+            if tuple(vae.config.latent_shape) != self.config.latent_shape:
+                raise InvalidArgument(
+                    "latent_shape",
+                    f"{list(self.config.latent_shape)} does not match {self.config.autoencoder}'s latents "
+                    f"{list(vae.config.latent_shape)}; train with --set 'latent_shape={list(vae.config.latent_shape)}'",
+                )
+            self._vae = vae.to(self.device)
+        return self._vae
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def _texts(self, dataset: Dataset) -> list[str]:
+        if dataset.captions is not None:
+            return list(dataset.captions)
+        if dataset.labels is not None and dataset.class_names:
+            return [dataset.class_names[int(i)] for i in dataset.labels]
+        raise InvalidArgument("dataset", f"{dataset.name!r} has neither captions nor class names to condition on")
+
+    def train(
+        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
+    ) -> TrainResult:
+        """Denoising loss on the frozen autoencoder's latents, prompts dropped with ``cond_dropout``."""
+        check_options(options)
+        cfg = self.config
+        texts = self._texts(dataset)
+        if self.net is None:  # first training: fit the text encoder on the captions, then build
+            settings = self.encoder_spec.fit(texts + list(cfg.class_names))
+            self.config = cfg = cfg.replace(text_settings=settings)
+            self._build_networks(settings)
+        assert self.net is not None
+        self.to(options.device)
+        vae = self.vae()
+        if tuple(dataset.sample_shape) != tuple(vae.config.sample_shape):
+            raise InvalidArgument("dataset", f"{dataset.name!r} items have shape {list(dataset.sample_shape)}, the autoencoder takes {list(vae.config.sample_shape)}")
+        self.config = cfg = cfg.replace(extra={**cfg.extra, "scale_factor": vae.config.scale_factor})
+        latents = vae.encode(dataset.data.to(torch.float32)).cpu()  # frozen: encoded once, [N, *latent_shape]
+        gen = torch.Generator().manual_seed(options.seed)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=options.learning_rate, weight_decay=0.0)
+        batches = index_batches(len(dataset), options.batch_size, gen)
+        log_every = max(1, min(50, options.steps // 20))
+        losses: list[float] = []
+        running, count = 0.0, 0
+        started = time.perf_counter()
+        self.net.train()
+        for step in range(1, options.steps + 1):
+            idx = next(batches)
+            x0 = latents[idx]
+            t = torch.randint(0, cfg.num_timesteps, (x0.shape[0],), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            drop = (torch.rand(x0.shape[0], generator=gen) < cfg.cond_dropout).tolist()
+            prompts = ["" if d else texts[int(i)] for i, d in zip(idx, drop)]
+            x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
+            context, mask = self.net.text(prompts)
+            pred = self.net(self.process.add_noise(x0, noise, t), t, context, mask)
+            loss = F.mse_loss(pred, self.process.target(x0, noise, t))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise InvalidArgument("learning_rate", f"loss became {value} at step {step}; lower the learning rate (was {options.learning_rate})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            opt.step()
+            self.train_steps += 1
+            self._update_ema()
+            running, count = running + value, count + 1
+            if step % log_every == 0 or step == options.steps:
+                losses.append(running / count)
+                if progress is not None:
+                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
+                running, count = 0.0, 0
+        self.net.eval()
+        return TrainResult(losses=losses, extra={"wall_time_s": time.perf_counter() - started, "train_steps": self.train_steps})
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        assert self.net is not None and self.ema is not None
+        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
+        for e, p in zip(self.ema.parameters(), self.net.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.net.buffers()):
+            e.copy_(b)
+
+    # ---- sampling ---------------------------------------------------------------------------
+
+    def prompts_for(self, request: SampleRequest) -> list[str] | None:
+        """One text per sample (prompts, or class labels turned into class names), or None: unconditional."""
+        n = request.num_samples
+        if request.prompts is not None and request.class_labels is not None:
+            raise InvalidArgument("prompts", "give prompts or class_labels, not both")
+        if request.prompts is not None:
+            if len(request.prompts) != n:
+                raise InvalidArgument("prompts", f"give one prompt per seed: {len(request.prompts)} prompts for {n} seeds")
+            return list(request.prompts)
+        if request.class_labels is not None:
+            k = len(self.config.class_names)
+            if k == 0:
+                raise InvalidArgument("class_labels", "this model has no class names; condition it with prompts")
+            if len(request.class_labels) != n:
+                raise InvalidArgument("class_labels", f"give one label per seed: {len(request.class_labels)} labels for {n} seeds")
+            bad = [c for c in request.class_labels if not 0 <= c < k]
+            if bad:
+                raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}]")
+            return [self.config.class_names[c] for c in request.class_labels]
+        return None
+
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        if self.ema is None:
+            raise FailedPrecondition("this ldm has not been trained yet (no text encoder settings); train it first")
+        if request.num_samples < 1:
+            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
+        if request.truncation is not None:
+            raise InvalidArgument("truncation", "latent diffusion has no truncation (a GAN option); leave it unset")
+        reject("params", request.params, f"the ldm takes no family parameters, got {sorted(request.params)}")
+        prompts = self.prompts_for(request)
+        guidance = request.guidance_scale
+        if guidance is not None:
+            if prompts is None:
+                raise InvalidArgument("guidance_scale", "guidance needs a prompt or class label to guide toward")
+            if not 0.0 <= guidance:
+                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {guidance}")
+        elif prompts is not None:
+            guidance = self.config.default_guidance
+        name = request.sampler or self.config.default_sampler
+        sampler = self.context.samplers.get(name)  # NotFound lists the registered samplers
+        steps = request.steps if request.steps is not None else (
+            self.config.default_steps if name == self.config.default_sampler else min(sampler.default_steps, self.config.num_timesteps)
+        )
+        sampler.check_steps(steps, self.process)
+        vae = self.vae()
+        noise = NoiseSource(request.seeds, self.device)
+        x_T = noise.randn(*self.config.latent_shape)
+        model_fn = self._model_fn(prompts, guidance)
+
+        def decode_previews(event: StepEvent) -> bool | None:
+            if callback is None:
+                return None
+            preview = vae.decode(event.preview) if event.preview is not None else None
+            return callback(StepEvent(event.step, event.total, preview))
+
+        with torch.no_grad():
+            latents = sampler.sample(
+                model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta,
+                callback=decode_previews, preview_every=request.preview_every,
+            )
+            return vae.decode(latents)
+
+    def _model_fn(self, prompts: list[str] | None, guidance: float | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        ema = self.ema
+        assert ema is not None
+        n = None
+        if prompts is None or guidance == 1.0:
+            context, mask = ema.text(prompts if prompts is not None else [""])  # validated once, before any step
+        else:
+            # Conditional and unconditional halves encoded (and later denoised) as one batch.
+            n = len(prompts)
+            context, mask = ema.text(prompts + [""] * n)
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if n is None:
+                ctx, m = context.expand(x.shape[0], -1, -1), mask.expand(x.shape[0], -1)
+                return ema(x, t, ctx, m)
+            both = ema(torch.cat([x, x]), torch.cat([t, t]), context, mask)
+            cond, uncond = both.chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        if prompts is not None and n is None:  # plain conditional: one context row per sample
+            def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return ema(x, t, context, mask)
+            return conditional
+        return model_fn
+
+    # ---- weights ----------------------------------------------------------------------------
+
+    def _modules(self) -> dict[str, nn.Module]:
+        if self.net is None or self.ema is None:
+            raise FailedPrecondition("this ldm has no networks yet: it is built when trained, or from a trained version's config")
+        return {"net": self.net, "ema": self.ema}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = modules_state(self._modules())
+        out["train_steps"] = torch.tensor([self.train_steps], dtype=torch.int64)
+        return out
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        load_modules_state(self._modules(), tensors)
+        if "train_steps" in tensors:
+            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
+
+    def to(self, device: torch.device | str) -> LDMModel:
+        self.device = torch.device(device)
+        for module in (self.net, self.ema):
+            if module is not None:
+                module.to(self.device)
+        if self._vae is not None:
+            self._vae.to(self.device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "family": LDMFamily.name,
+            "output_kind": self.output_kind,
+            "latent_shape": list(cfg.latent_shape),
+            "autoencoder": cfg.autoencoder,
+            "parameters": sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0,
+            "text_encoder": cfg.text_encoder,
+            "vocabulary": (cfg.text_settings or {}).get("vocabulary"),
+            "samplers": self.context.samplers.names(),
+            "default_sampler": cfg.default_sampler,
+            "default_steps": cfg.default_steps,
+            "default_guidance": cfg.default_guidance,
+            "num_classes": len(cfg.class_names),
+            "class_conditional": bool(cfg.class_names),
+            "text_conditional": True,
+            "supports_guidance": cfg.cond_dropout > 0,
+            "train_steps": self.train_steps,
+        }
+
+
+class LDMFamily(ModelFamily):
+    """Latent diffusion: denoise a registered autoencoder's latents, conditioned on text through cross-attention."""
+
+    name: ClassVar[str] = "ldm"
+    config_class: ClassVar[type[ModelConfig]] = LDMConfig
+    description: ClassVar[str] = "Latent diffusion over a registered vae, with cross-attention text/class conditioning and guidance"
+    parent_config_key: ClassVar[str] = "autoencoder"  # `--parent vae-x:N` pins the autoencoder and records lineage
+
+    def build(self, config: ModelConfig, context: BuildContext) -> LDMModel:
+        if not isinstance(config, LDMConfig):
+            raise InvalidArgument("config", f"family 'ldm' needs an LDMConfig, got {type(config).__name__}")
+        return LDMModel(config, context)
+
+    def default_config(self, dataset: Dataset | None = None) -> LDMConfig:
+        if dataset is None:
+            return LDMConfig()
+        if dataset.kind != "image":
+            raise InvalidArgument("dataset", f"the ldm needs an image dataset; {dataset.name!r} holds 2D points")
+        return LDMConfig(autoencoder=f"vae-{dataset.name}", class_names=tuple(dataset.class_names or ()))
