@@ -56,3 +56,4 @@ def test_shipped_pretrained_register_cleanly() -> None:
     _manager().hook.register_pretrained(register=shipped.append)
     for model in shipped:
         assert model.family == "ddpm" and model.weights.is_file()
+    assert {m.name for m in shipped} >= {"ddpm-digits", "ddpm-grid25"}
