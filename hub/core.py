@@ -68,7 +68,7 @@ class Hub:
         self.host = host
         self.parts = parts
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
 
     @classmethod
     def open(

@@ -339,6 +339,8 @@ class LDMModel(GenerativeModel):
         load_modules_state(self._modules(), tensors)
         if "train_steps" in tensors:
             self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
+        if self.context.load_version is not None:
+            self.vae()  # the autoencoder's weights belong to this model too: load them now, not mid-request
 
     def to(self, device: torch.device | str) -> LDMModel:
         self.device = torch.device(device)
