@@ -29,6 +29,8 @@ def stopped_at(tiny: TinyHub, after_id: int, statuses: tuple[str, ...], timeout:
         return next((g for g in tiny.hub.registry.generations(limit=20) if g.id > after_id and g.status in statuses), None)
 
     record = wait_for(find, timeout=timeout, what=f"a generation logged as one of {statuses}")
+    if record.status == "ok":
+        return record.status, LONG
     match = re.search(r"at step (\d+) of (\d+)", record.error or "")
     assert match, f"the log does not say where sampling stopped: {record.error!r}"
     assert int(match.group(2)) == LONG
@@ -108,3 +110,17 @@ def test_timeout_metadata_round_trips() -> None:
     assert convert.timeout_metadata(0.0001)[1] == "1"  # rounded up: never shorter than the real deadline
     with pytest.raises(errors.InvalidArgument, match="genhub-timeout-ms: .*positive number of milliseconds.*'inf'"):
         convert.parse_timeout([(key, "inf")])
+
+
+@pytest.mark.parametrize("attempt", range(3))  # was flaky: run it several times in the same session
+def test_a_cancelled_stream_stops_the_replicas_sampling(tiny: TinyHub, ray_app: str, attempt: int) -> None:
+    before = newest_id(tiny)
+    with Client(ray_app) as client:
+        stream = client.stream_generate(IMAGE_MODEL, seed=10 + attempt, steps=LONG, params=SLOW)
+        for event in stream:
+            if event.step == 3:
+                break
+        stream.close()  # cancels the RPC
+        statuses = ("cancelled", "deadline", "ok", "error")  # anything but "cancelled" fails below, with the reason
+        status, step = stopped_at(tiny, before, statuses, timeout=LONG * SLOW["step_sleep_s"] + 30)
+    assert status == "cancelled" and step < LONG // 2, f"the replica went on to step {step} of {LONG} ({status})"
