@@ -17,7 +17,8 @@ Load and deadlines: each model deployment's handle queue is bounded
 gRPC proxy does not pass a call's deadline on, so clients send it as metadata
 ``genhub-timeout-ms``; the ingress turns it into a wall-clock deadline, and a
 replica stops sampling once every request of the sampling call is past its deadline
-(or cancelled): a batch keeps running for the requests still waiting for it.
+(or cancelled): a batch keeps running for the requests still waiting for it. A
+client that cancels a stream reaches the replica through ``hub.ray.proxy``.
 
 Weights reach replicas by digest from the artifact store (``home`` or
 ``artifacts_root`` on a filesystem every node mounts; ``Hub.load`` verifies the
