@@ -26,7 +26,7 @@ import torch
 
 from hub.errors import InvalidArgument
 from hub.model import ParamValue
-from hub.server.convert import param_message, tensor_from_message
+from hub.server.convert import param_message, tensor_from_message, timeout_metadata
 from hub.server.status import error_for
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc, types_pb2
 
@@ -172,9 +172,10 @@ class Client:
         except grpc.FutureTimeoutError:
             raise error_for(grpc.StatusCode.UNAVAILABLE, f"no server answered at {self.address} within {timeout:g} s") from None
 
-    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+    def _call(self, method: Any, request: Any, timeout: float | None = None, *, send_timeout: bool = False) -> Any:
+        timeout = timeout if timeout is not None else self.timeout
         try:
-            return method(request, timeout=timeout if timeout is not None else self.timeout)
+            return method(request, timeout=timeout, metadata=_timeout_metadata(timeout) if send_timeout else None)
         except grpc.RpcError as exc:
             raise error_for(exc.code(), exc.details() or "") from exc
 
@@ -210,7 +211,7 @@ class Client:
 
     def generate(self, model: str | None = None, *, timeout: float | None = None, **fields: Any) -> RemoteGeneration:
         """Generate and wait; ``fields`` are those of ``build_request`` (``task`` and ``latency_budget_ms`` to route)."""
-        response = self._call(self.generation.Generate, build_request(model, **fields), timeout)
+        response = self._call(self.generation.Generate, build_request(model, **fields), timeout, send_timeout=True)
         return _result(response)
 
     def stream_generate(
@@ -222,7 +223,8 @@ class Client:
         sampling within one step.
         """
         request = generation_pb2.StreamGenerateRequest(request=build_request(model, **fields), preview_every=preview_every)
-        call = self.generation.StreamGenerate(request, timeout=timeout if timeout is not None else self.timeout)
+        timeout = timeout if timeout is not None else self.timeout
+        call = self.generation.StreamGenerate(request, timeout=timeout, metadata=_timeout_metadata(timeout))
         try:
             for event in call:
                 if event.WhichOneof("event") == "progress":
@@ -234,6 +236,11 @@ class Client:
             raise error_for(exc.code(), exc.details() or "") from exc
         finally:
             call.cancel()  # no-op when the stream already ended
+
+
+def _timeout_metadata(timeout: float | None) -> list[tuple[str, str]] | None:
+    """The call's timeout as metadata too: Serve's gRPC proxy does not pass deadlines on to the replicas."""
+    return [timeout_metadata(timeout)] if timeout is not None else None
 
 
 def _result(response: generation_pb2.GenerateResponse) -> RemoteGeneration:

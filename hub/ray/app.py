@@ -12,6 +12,14 @@ autoscaling are per model, and the replicas multiplex the model's versions with
 aliased after deployment is served without redeploying. Unary generation is
 batched with ``@serve.batch``; streaming runs one request per sampling call.
 
+Load and deadlines: each model deployment's handle queue is bounded
+(``max_queued_requests``); past it a request answers RESOURCE_EXHAUSTED. Serve's
+gRPC proxy does not pass a call's deadline on, so clients send it as metadata
+``genhub-timeout-ms``; the ingress turns it into a wall-clock deadline, and a
+replica stops sampling once every request of the sampling call is past its deadline
+(or cancelled): a batch keeps running for the requests still waiting for it. A
+client that cancels a stream reaches the replica through ``hub.ray.proxy``.
+
 Weights reach replicas by digest from the artifact store (``home`` or
 ``artifacts_root`` on a filesystem every node mounts; ``Hub.load`` verifies the
 digest). Errors leave through ``hub.server.status.status_for``.
@@ -30,6 +38,7 @@ import grpc
 import torch
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from hub import errors
@@ -44,6 +53,7 @@ from hub.server.status import status_for
 from hub.v1 import generation_pb2, types_pb2
 
 log = logging.getLogger(__name__)
+STOPPED = (errors.Cancelled, errors.DeadlineExceeded)  # outcomes of requests stopped on purpose, not failures
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,22 @@ class Work:
 
     parsed: convert.ParsedRequest
     version: Any  # VersionRecord
+    deadline: float | None = None  # time.time() seconds (wall clock: set by the ingress, maybe on another node)
     cancelled: bool = False
     arrived: float = field(default_factory=time.monotonic)  # at the replica, before @serve.batch's wait
+    _job: Job | None = None
 
     def job(self, fmt: int) -> Job:
-        return Job(request=self.parsed.request, seed=self.parsed.seed, version=self.version, fmt=fmt, deadline=None,
-                   future=asyncio.get_running_loop().create_future(), enqueued_at=self.arrived)
+        deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
+        self._job = Job(request=self.parsed.request, seed=self.parsed.seed, version=self.version, fmt=fmt, deadline=deadline,
+                        future=asyncio.get_running_loop().create_future(), enqueued_at=self.arrived, cancelled=self.cancelled)
+        return self._job
+
+    def cancel(self) -> None:
+        """The caller went away: its job stops sampling at the next step (once its batch mates are done too)."""
+        self.cancelled = True
+        if self._job is not None:
+            self._job.cancelled = True
 
 
 class ModelServer:
@@ -97,12 +117,17 @@ class ModelServer:
 
     # -- unary: @serve.batch ------------------------------------------------------------------
 
-    async def generate(self, parsed: convert.ParsedRequest, version: Any) -> generation_pb2.GenerateResponse | errors.GenhubError:
+    async def generate(self, parsed: convert.ParsedRequest, version: Any,
+                       deadline: float | None = None) -> generation_pb2.GenerateResponse | errors.GenhubError:
         """A domain error comes back as a value (Ray would wrap a raised one)."""
+        work = Work(parsed, version, deadline)
         try:
-            return await self.generate_batch(Work(parsed, version))
+            return await self.generate_batch(work)
         except errors.GenhubError as exc:
             return exc
+        except asyncio.CancelledError:  # the client went away: @serve.batch would sample for nobody
+            work.cancel()
+            raise
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def generate_batch(self, works: list[Work]) -> list[Any]:
@@ -115,12 +140,16 @@ class ModelServer:
             except errors.GenhubError as exc:
                 results[i] = exc
                 continue
+            if job.dead():  # expired or cancelled while waiting for the batch: not worth sampling
+                results[i] = (await self._log([job], [_stop_reason(job, " while it waited for a batch")]))[0]
+                continue
             groups.setdefault((work.version.artifact_digest, job.key), []).append((i, job))
         for members in groups.values():
             jobs = [job for _, job in members]
             outcomes = await self._sample(jobs, record=len(jobs) == 1)
             if len(jobs) > 1:
-                if any(isinstance(o, Exception) for o in outcomes):  # one bad request must not fail the rest
+                failed = [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, STOPPED)]
+                if failed:  # one bad request must not fail the rest
                     outcomes = [(await self._sample([job]))[0] for job in jobs]
                 else:
                     outcomes = await self._log(jobs, outcomes)
@@ -128,22 +157,28 @@ class ModelServer:
                 results[i] = outcome
         return results
 
-    async def _sample(self, jobs: list[Job], work: Work | None = None,
-                      events: asyncio.Queue[generation_pb2.Progress | None] | None = None, *, record: bool = True) -> list[Any]:
-        """One sampling call for ``jobs``; each gets a GenerateResponse or its error (logged in the registry if ``record``)."""
+    async def _sample(self, jobs: list[Job], events: asyncio.Queue[generation_pb2.Progress | None] | None = None, *,
+                      record: bool = True) -> list[Any]:
+        """One sampling call for ``jobs``; each gets a GenerateResponse or its error (logged in the registry if ``record``).
+
+        The call stops early only when every job is cancelled or past its deadline: the others still want the batch.
+        """
         loop = asyncio.get_running_loop()
         model = await self.load_version(jobs[0].version.ref)
         offset = 0
         for job in jobs:
             job.offset, offset = offset, offset + job.num_samples
+        reached: list[StepEvent] = []  # the last step done, for the stop message
 
         def run() -> list[list[types_pb2.Image]]:
             def on_step(event: StepEvent) -> bool:
+                reached[:] = [event]
                 if events is not None:
                     previews = convert.preview_messages(event.preview, jobs[0].fmt) if event.preview is not None else []
                     progress = generation_pb2.Progress(step=event.step, total=event.total, previews=previews)
                     loop.call_soon_threadsafe(events.put_nowait, progress)
-                return not (work is not None and work.cancelled)
+                now = time.monotonic()
+                return not all(job.dead(now) for job in jobs)  # False: report_step raises Cancelled
 
             samples = model.sample(merge(jobs), on_step).detach().to("cpu")  # [N, C, H, W] or [N, 2]
             return [convert.image_messages(samples[j.offset : j.offset + j.num_samples], j.fmt) for j in jobs]
@@ -151,6 +186,9 @@ class ModelServer:
         started = time.monotonic()
         try:
             images: list[Any] = await loop.run_in_executor(self._sampler, run)
+        except errors.Cancelled:  # our own on_step stopped it
+            where = f" at step {reached[0].step} of {reached[0].total}" if reached else " before sampling started"
+            images = [_stop_reason(job, where) for job in jobs]
         except Exception as exc:  # noqa: BLE001 - returned per request; a model bug is INTERNAL
             if not isinstance(exc, errors.GenhubError):
                 log.exception("model %s failed", self.model)
@@ -160,6 +198,9 @@ class ModelServer:
         for job, job_images in zip(jobs, images):
             if isinstance(job_images, BaseException):
                 outcomes.append(job_images)
+                continue
+            if job.expired():  # its batch mates kept the call running; its client has given up
+                outcomes.append(_stop_reason(job, " before its batch finished"))
                 continue
             outcomes.append(generation_pb2.GenerateResponse(
                 images=job_images, model_version=convert.version_ref(job.version), seed=job.seed,
@@ -173,8 +214,10 @@ class ModelServer:
         def status(outcome: Any) -> tuple[str, str | None, float]:
             if isinstance(outcome, generation_pb2.GenerateResponse):
                 return "ok", None, outcome.duration_seconds
+            if isinstance(outcome, errors.DeadlineExceeded):
+                return "deadline", str(outcome), 0.0
             if isinstance(outcome, errors.Cancelled):
-                return "cancelled", "the client cancelled the request", 0.0
+                return "cancelled", str(outcome), 0.0
             return "error", f"{type(outcome).__name__}: {outcome}", 0.0
 
         def write() -> list[int]:
@@ -193,9 +236,9 @@ class ModelServer:
 
     # -- streaming ----------------------------------------------------------------------------
 
-    async def stream(self, parsed: convert.ParsedRequest, version: Any) -> AsyncIterator[Any]:
+    async def stream(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None = None) -> AsyncIterator[Any]:
         """Yields Progress messages, then the GenerateResponse (or a domain error, as a value)."""
-        work = Work(parsed, version)
+        work = Work(parsed, version, deadline)
         try:
             model = await self.load_version(version.ref)
             job = work.job(convert.resolve_format(parsed.format, model.output_kind, parsed.model))
@@ -203,22 +246,34 @@ class ModelServer:
             yield exc
             return
         events: asyncio.Queue[generation_pb2.Progress | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self._sample([job], work, events))
+        task = asyncio.ensure_future(self._sample([job], events))
         task.add_done_callback(lambda _: events.put_nowait(None))
         try:
             while (progress := await events.get()) is not None:
                 yield progress
             yield task.result()[0]
         finally:
-            work.cancelled = True  # the client went away (or we are done): stop at the next step
+            work.cancel()  # the client went away (or we are done): stop at the next step
 
 
-def _unwrap(exc: BaseException) -> BaseException:
+def _stop_reason(job: Job, where: str) -> errors.GenhubError:
+    if job.expired():
+        return errors.DeadlineExceeded(f"the request's deadline passed{where}; allow a longer deadline or fewer steps")
+    return errors.Cancelled(f"the client cancelled the request{where}")
+
+
+def _unwrap(exc: BaseException, model: str | None = None) -> BaseException:
     """The domain error behind an exception a handle call raised; infrastructure errors become Unavailable."""
     if isinstance(exc, RayActorError):
         return errors.Unavailable("the replica serving this request stopped (it died or was removed); retry the request")
     if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException):
-        return _unwrap(exc.cause)
+        return _unwrap(exc.cause, model)
+    if isinstance(exc, BackPressureError):  # the handle's queue in front of the model's replicas is full
+        limit = exc.args[1] if len(exc.args) > 1 else "?"
+        name = f"model {model}" if model else "the model"
+        return errors.ResourceExhausted(
+            f"{name} is at capacity: {limit} request(s) already wait for a free replica (max_queued_requests={limit}); "
+            "retry with backoff, or raise the model's serving setting max_queued_requests or max_replicas")
     return exc
 
 
@@ -262,20 +317,25 @@ class Ingress:
         return parsed, version, handle.options(multiplexed_model_id=version.ref)
 
     async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
+        model = None
         try:
+            deadline = _deadline(grpc_context)
             parsed, version, handle = await self._route(request, 0)
-            result = await handle.generate.remote(parsed, version)  # cancelled with this call
+            model = version.model
+            result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
             if isinstance(result, BaseException):
                 raise result
             return convert.annotate_response(result, parsed)
         except BaseException as exc:
-            _fail(exc, grpc_context)
+            _fail(exc, grpc_context, model)
 
     async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
-        responses = None
+        responses, model = None, None
         try:
+            deadline = _deadline(grpc_context)
             parsed, version, handle = await self._route(request.request, request.preview_every)
-            responses = handle.options(stream=True).stream.remote(parsed, version)
+            model = version.model
+            responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
             async for item in responses:
                 if isinstance(item, BaseException):
                     raise item
@@ -285,17 +345,23 @@ class Ingress:
                     yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
             responses = None
         except BaseException as exc:
-            _fail(exc, grpc_context)
+            _fail(exc, grpc_context, model)
         finally:
             if responses is not None:  # the client went away: stop the replica's sampling too
                 responses.cancel()
 
 
-def _fail(exc: BaseException, grpc_context: Any) -> None:
+def _deadline(grpc_context: Any) -> float | None:
+    """The call's deadline (time.time() seconds) from its ``genhub-timeout-ms`` metadata; None when not sent."""
+    timeout = convert.parse_timeout(grpc_context.invocation_metadata()) if grpc_context is not None else None
+    return None if timeout is None else time.time() + timeout
+
+
+def _fail(exc: BaseException, grpc_context: Any, model: str | None = None) -> None:
     """Set the status ``status_for`` gives and re-raise (Serve keeps a status set before the raise)."""
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         raise exc
-    cause = _unwrap(exc)
+    cause = _unwrap(exc, model)
     code, message = status_for(cause)
     if code == grpc.StatusCode.INTERNAL:
         log.error("unexpected error", exc_info=cause)
@@ -313,6 +379,7 @@ def build(hub_args: HubArgs, settings: dict[str, ServeSettings], alias_ttl_s: fl
             ray_actor_options=s.ray_actor_options(),
             autoscaling_config=s.autoscaling_config(),
             max_ongoing_requests=s.max_ongoing_requests,
+            max_queued_requests=s.max_queued_requests,
         ).bind(name, hub_args, s.to_dict())
         for name, s in sorted(settings.items())
     }

@@ -36,6 +36,7 @@ def render_config(settings: dict[str, ServeSettings], *, db_url: str | None, hom
         deployments.append({
             "name": deployment_name(name),
             "max_ongoing_requests": s.max_ongoing_requests,
+            "max_queued_requests": s.max_queued_requests,
             "autoscaling_config": s.autoscaling_config(),
             "ray_actor_options": s.ray_actor_options(),
         })

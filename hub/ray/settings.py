@@ -37,6 +37,7 @@ class ServeSettings:
     metrics_interval_s: float = 10.0
     look_back_period_s: float = 30.0
     max_ongoing_requests: int = 16  # per replica; waiting in @serve.batch counts
+    max_queued_requests: int = 64  # per ingress replica, waiting for a free replica; more: RESOURCE_EXHAUSTED; -1: no limit
     max_batch_size: int = 16  # requests per @serve.batch call
     batch_wait_timeout_s: float = 0.01
     max_versions_per_replica: int = 2  # @serve.multiplexed: versions of the model loaded at once
@@ -48,6 +49,8 @@ class ServeSettings:
         for name in ("max_replicas", "max_ongoing_requests", "max_batch_size", "max_versions_per_replica"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.max_queued_requests < 1 and self.max_queued_requests != -1:
+            raise InvalidArgument("max_queued_requests", f"must be >= 1, or -1 for no limit, got {self.max_queued_requests}")
         if not 0 <= self.min_replicas <= self.max_replicas:
             raise InvalidArgument("min_replicas", f"must be between 0 and max_replicas ({self.max_replicas}), got {self.min_replicas}")
         initial = self.initial_replicas

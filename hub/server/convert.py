@@ -39,6 +39,11 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_TASK_CHARS = 256  # task.dataset and task.condition
 
+# Invocation metadata with a Generate/StreamGenerate call's timeout in milliseconds (a positive number). Serve's
+# gRPC proxy does not pass a call's deadline on to the deployments, so clients send it explicitly (hub.client
+# does); the Ray backend stops sampling when it passes. The local server reads the real gRPC deadline instead.
+TIMEOUT_METADATA = "genhub-timeout-ms"
+
 FORMAT_PNG = types_pb2.IMAGE_FORMAT_PNG
 FORMAT_TENSOR = types_pb2.IMAGE_FORMAT_RAW_TENSOR
 
@@ -62,6 +67,26 @@ class ParsedRequest:
     format: int  # types_pb2.ImageFormat; UNSPECIFIED is resolved per model later
     task: TaskSpec | None = None  # set when the request routes by task instead of naming a model
     routed_reason: str = ""  # Route.describe() once a task request is routed
+
+
+def timeout_metadata(timeout_s: float) -> tuple[str, str]:
+    """The ``TIMEOUT_METADATA`` entry for a call with ``timeout_s`` (rounded up: never earlier than the real deadline)."""
+    return TIMEOUT_METADATA, str(max(1, math.ceil(timeout_s * 1000)))
+
+
+def parse_timeout(metadata: Iterable[tuple[str, Any]]) -> float | None:
+    """The timeout in seconds that invocation ``metadata`` carries under ``TIMEOUT_METADATA`` (None: not sent)."""
+    values = [value for key, value in metadata if key == TIMEOUT_METADATA]
+    if not values:
+        return None
+    text = values[-1].decode() if isinstance(values[-1], bytes) else str(values[-1])
+    try:
+        timeout_ms = float(text)
+    except ValueError:
+        timeout_ms = math.nan
+    if not (math.isfinite(timeout_ms) and timeout_ms > 0):
+        raise InvalidArgument(TIMEOUT_METADATA, f"metadata must be a positive number of milliseconds, got {text!r}")
+    return timeout_ms / 1000
 
 
 def parse_task(message: generation_pb2.GenerateRequest) -> TaskSpec | None:

@@ -2,7 +2,8 @@
 
 The app serves a tiny hub of its own (a real SQLite file in a tmp dir): the two
 models of the shared client suite, ``tiny-scale`` (short autoscaling delays) and
-``tiny-kill`` (two replicas, for the replica-failure test). Ray workers find the
+``tiny-kill`` (two replicas, for the replica-failure test) and ``tiny-queue`` (one
+request at a time, one more queued: the queue-limit test). Ray workers find the
 tiny test family through an entry point on PYTHONPATH, as a subprocess server does.
 At the end, every process Ray started must be gone.
 """
@@ -22,6 +23,8 @@ from tests.server.harness import POINTS_MODEL, IMAGE_MODEL, REPO, TinyHub, open_
 SCALE_MODEL = "tiny-scale"
 KILL_MODEL = "tiny-kill"
 KILL_MAX_ONGOING = 4
+QUEUE_MODEL = "tiny-queue"
+QUEUE = {"max_ongoing_requests": 1, "max_queued_requests": 1, "max_batch_size": 1}
 SCALE = {  # short delays (NOTES.md): scale-up decided within seconds, back down ~10 s after the load stops
     "num_cpus": 0.1, "min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2, "max_ongoing_requests": 4,
     "upscale_delay_s": 1, "downscale_delay_s": 6, "metrics_interval_s": 1, "look_back_period_s": 2,
@@ -59,6 +62,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-ray"))
     register_trained(opened.hub, SCALE_MODEL, "digits")
     register_trained(opened.hub, KILL_MODEL, "digits")
+    register_trained(opened.hub, QUEUE_MODEL, "digits")
     yield opened
     opened.hub.close()
 
@@ -82,6 +86,7 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         IMAGE_MODEL: base,
         POINTS_MODEL: base,
         SCALE_MODEL: base.replace(SCALE, "tests"),
+        QUEUE_MODEL: base.replace(QUEUE, "tests"),
         KILL_MODEL: base.replace({"min_replicas": 2, "max_replicas": 2, "max_ongoing_requests": KILL_MAX_ONGOING}, "tests"),
     }
     before = descendants(os.getpid())

@@ -30,7 +30,8 @@ def add_model(hub: Hub, name: str, tags: list[str]) -> None:
 def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with Hub.open(home=home) as hub:
-        add_model(hub, "gpu-model", ["serve.num_gpus=0.5", "serve.max_replicas=4", "serve.target_ongoing_requests=3"])
+        add_model(hub, "gpu-model", ["serve.num_gpus=0.5", "serve.max_replicas=4", "serve.target_ongoing_requests=3",
+                                     "serve.max_queued_requests=8"])
         add_model(hub, "cpu-model", ["pretrained"])
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(yaml.safe_dump({"default": {"num_cpus": 2}, "models": {"cpu-model": {"max_replicas": 3}}}))
@@ -52,6 +53,7 @@ def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None
     assert gpu["autoscaling_config"]["max_replicas"] == 4 and gpu["autoscaling_config"]["upscale_delay_s"] == 5.0
     assert gpu["autoscaling_config"]["target_ongoing_requests"] == 3.0
     assert deployments["model-cpu-model"]["autoscaling_config"]["max_replicas"] == 3
+    assert gpu["max_queued_requests"] == 8 and deployments["model-cpu-model"]["max_queued_requests"] == 64
     assert build_app(app["args"]) is not None  # the builder Serve imports accepts the rendered args
 
 
@@ -65,6 +67,11 @@ def test_settings_precedence_and_errors() -> None:
         from_tags(["serve.num_gpu=1"])
     with pytest.raises(InvalidArgument, match="min_replicas: must be between 0 and max_replicas"):
         ServeSettings(min_replicas=3, max_replicas=2)
+    assert Overrides.load(assignments=["*.max_queued_requests=-1"]).apply("m", tagged).max_queued_requests == -1  # no limit
+    with pytest.raises(InvalidArgument, match="max_queued_requests: must be >= 1, or -1 for no limit, got 0"):
+        from_tags(["serve.max_queued_requests=0"])
+    with pytest.raises(InvalidArgument, match="max_queued_requests must be a whole number, got '1.5'"):
+        from_tags(["serve.max_queued_requests=1.5"])
     with pytest.raises(InvalidArgument, match="expected MODEL.KEY=VALUE"):
         Overrides.load(assignments=["num_cpus=1"])
 

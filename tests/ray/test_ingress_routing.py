@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,16 @@ from tests.server.harness import open_tiny_hub, record_figures, register_trained
 
 
 class Context:
-    """The bits of a Serve gRPC context the ingress sets on failure."""
+    """The bits of a Serve gRPC context the ingress reads, and sets on failure."""
 
     code: Any = None
     details = ""
+
+    def __init__(self, metadata: list[tuple[str, str]] | None = None) -> None:
+        self.metadata = metadata or []
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return self.metadata
 
     def set_code(self, code: Any) -> None:
         self.code = code
@@ -33,7 +40,7 @@ class Handle:
     """A DeploymentHandle stand-in: records what the ingress forwards, answers with an empty response."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[convert.ParsedRequest, Any]] = []
+        self.calls: list[tuple[convert.ParsedRequest, Any, float | None]] = []
         self.generate = self
         self.model_id = ""
 
@@ -41,8 +48,8 @@ class Handle:
         self.model_id = options.get("multiplexed_model_id", self.model_id)
         return self
 
-    async def remote(self, parsed: convert.ParsedRequest, version: Any) -> generation_pb2.GenerateResponse:
-        self.calls.append((parsed, version))
+    async def remote(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None) -> generation_pb2.GenerateResponse:
+        self.calls.append((parsed, version, deadline))
         return generation_pb2.GenerateResponse(model_version=convert.version_ref(version), seed=parsed.seed)
 
 
@@ -58,6 +65,12 @@ def test_the_ingress_routes_a_task_and_says_why(tmp_path: Path) -> None:
         assert handle.model_id == "fast-rough:1" and handle.calls[0][0].request.steps == 1
         assert response.model_version.name == "fast-rough" and response.steps == 1
         assert response.routed_reason.startswith("routed to fast-rough:1")
+        assert handle.calls[0][2] is None  # no genhub-timeout-ms: no deadline
+
+        sent = time.time()
+        asyncio.run(ingress.Generate(build_request(task="digits", latency_budget_ms=50), Context([convert.timeout_metadata(2.5)])))
+        deadline = handle.calls[1][2]
+        assert deadline is not None and sent + 2.5 <= deadline <= time.time() + 2.5  # wall clock, for the replica
 
         context = Context()
         with pytest.raises(Exception, match="the fastest is fast-rough:1 at 8.0 ms"):
