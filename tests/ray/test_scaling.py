@@ -94,7 +94,8 @@ def test_a_killed_replica_costs_only_its_requests_each_with_a_clear_status(ray_a
     finally:
         load.finish()  # every caller returns (TimeoutError here would mean one hung)
     assert load.ok > after_kill >= before > 0, "the surviving replica stopped serving"
-    assert 0 < len(load.failures) <= KILL_MAX_ONGOING, [str(f) for f in load.failures]
+    # Usually the killed replica held requests (they fail); it may also have been between batches, holding none.
+    assert len(load.failures) <= KILL_MAX_ONGOING, [str(f) for f in load.failures]
     for failure in load.failures:
         assert isinstance(failure, errors.Unavailable) and "retry" in str(failure), repr(failure)
     with Client(ray_app, timeout=60) as client:  # and the model still serves afterwards
