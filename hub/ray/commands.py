@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -17,9 +18,14 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
               assignments: tuple[str, ...], ray_address: str | None) -> None:
     """Run the genhub Serve app until SIGTERM/SIGINT; a local Ray instance unless ``ray_address``."""
     from hub.ray import app, runner
-    from hub.ray.settings import Overrides
+    from hub.ray.settings import Overrides, fit_to_cpus
 
     settings = app.plan(hub, Overrides.load(overrides, assignments))
+    if ray_address is None:  # a local instance cannot grow: make every model's first replica fit on this machine
+        settings, factor = fit_to_cpus(settings, float(os.cpu_count() or 1))
+        if factor < 1.0:
+            click.echo(f"local Ray: {len(settings)} models ask for more CPUs than this machine's {os.cpu_count()}; "
+                       f"every num_cpus scaled by {factor:.2f} so each gets a replica", err=True)
     port = int(address.rsplit(":", 1)[1]) or runner.free_port()
     stop = threading.Event()
     runner.start(port, ray_address=ray_address)

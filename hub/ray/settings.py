@@ -155,3 +155,19 @@ def settings_for(hub: Any, name: str, overrides: Overrides | None = None) -> Ser
     """The serving settings of model ``name``: its latest version's tags, then the overrides."""
     settings = from_tags(hub.resolve(name).tags, source=f"tags of {name}")
     return overrides.apply(name, settings) if overrides is not None else settings
+
+
+def fit_to_cpus(settings: dict[str, ServeSettings], cpus: float, reserved: float = 0.5) -> tuple[dict[str, ServeSettings], float]:
+    """Shrink every model's ``num_cpus`` by one factor so that all their initial replicas fit in ``cpus``.
+
+    For a local Ray instance only: a laptop serving every bundled model would otherwise leave most deployments
+    pending (14 models at 1 CPU each on 2 CPUs). ``reserved`` is kept for the ingress. Returns the settings and
+    the factor applied (1.0: they already fit). A cluster grows instead, so its settings are never shrunk.
+    """
+    need = sum(s.num_cpus * (s.initial_replicas if s.initial_replicas is not None else max(s.min_replicas, 1))
+               for s in settings.values())
+    room = max(cpus - reserved, 0.1)
+    if need <= room:
+        return settings, 1.0
+    factor = room / need
+    return {m: s.replace({"num_cpus": s.num_cpus * factor}, "local fit") for m, s in settings.items()}, factor

@@ -89,3 +89,14 @@ def test_the_kuberay_manifest_embeds_a_valid_serve_config() -> None:
     assert build_app(app["args"]) is not None
     example = Overrides.load(REPO / "deploy" / "overrides.example.yaml")
     assert example.apply("ddpm-digits", ServeSettings()).num_gpus == 0.25
+
+
+def test_a_local_instance_shrinks_num_cpus_so_every_model_gets_a_replica() -> None:
+    from hub.ray.settings import fit_to_cpus
+
+    many = {f"m{i}": ServeSettings() for i in range(14)}  # 1 CPU each: 14 CPUs asked
+    fitted, factor = fit_to_cpus(many, cpus=2.0)
+    assert factor == pytest.approx(1.5 / 14)
+    assert sum(s.num_cpus for s in fitted.values()) == pytest.approx(1.5)  # 0.5 kept for the ingress
+    few = {"a": ServeSettings(num_cpus=0.5, min_replicas=1, max_replicas=4)}
+    assert fit_to_cpus(few, cpus=2.0) == (few, 1.0)  # already fits: untouched
