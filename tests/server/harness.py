@@ -44,10 +44,12 @@ class TinyHub:
         return self.hub.load(ref).model
 
 
-def open_tiny_hub(home: Path) -> TinyHub:
+def open_tiny_hub(home: Path, *, bundled: bool = True) -> TinyHub:
+    """A hub with the tiny test family; ``bundled=False`` leaves the plugins' shipped checkpoints (and their
+    figures, measured on this kind of machine) out of the registry, for tests that route among their own versions."""
     home.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{home}/r.db"
-    hub = Hub.open(db_url=db_url, home=home, extra_plugins=[("tinyfamily", tiny_family)])
+    hub = Hub.open(db_url=db_url, home=home, extra_plugins=[("tinyfamily", tiny_family)], sync=bundled)
     register_trained(hub, IMAGE_MODEL, "digits", card="# tiny-digits\n\nA tiny test model.", metrics={"fid": 123.0})
     register_trained(hub, POINTS_MODEL, "gmm-ring8")
     return TinyHub(hub, home, db_url)

@@ -25,7 +25,7 @@ LATENCY = "latency_p50_ms_batch1"
 def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TinyHub, Client]]:
     """slow-good (fd 12, 120 ms, euler 6 steps), fast-rough (fd 40, 8 ms, default sampler, 1 step)
     and cond-digits (class-conditional, fd 30, 60 ms, 3 steps), all trained on digits."""
-    tiny = open_tiny_hub(Path(tmp_path_factory.mktemp("genhub-routing")))
+    tiny = open_tiny_hub(Path(tmp_path_factory.mktemp("genhub-routing")), bundled=False)
     hub = tiny.hub
     slow = register_trained(hub, "slow-good", "digits").ref
     fast = register_trained(hub, "fast-rough", "digits").ref

@@ -19,6 +19,7 @@ TABLE = [
     (errors.StartupError("two plugins"), grpc.StatusCode.INTERNAL),
     (errors.PluginError("plugin raised"), grpc.StatusCode.INTERNAL),
     (errors.Unavailable("the replica stopped; retry"), grpc.StatusCode.UNAVAILABLE),
+    (errors.FailedPrecondition("never trained"), grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 
