@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from hub.client import Client
+from hub.core import Hub
 from tests.server.harness import POINTS_MODEL, IMAGE_MODEL, REPO, TinyHub, open_tiny_hub, register_trained, write_entry_point
 
 SCALE_MODEL = "tiny-scale"
@@ -57,6 +58,11 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def bundled_models(hub: Hub) -> list[str]:
+    """Names of the models the installed plugins ship (tagged "pretrained")."""
+    return sorted(p.name for p in hub.parts.pretrained.values())
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-ray"))
@@ -88,6 +94,8 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         SCALE_MODEL: base.replace(SCALE, "tests"),
         QUEUE_MODEL: base.replace(QUEUE, "tests"),
         KILL_MODEL: base.replace({"min_replicas": 2, "max_replicas": 2, "max_ongoing_requests": KILL_MAX_ONGOING}, "tests"),
+        # every checkpoint the plugins ship, as `genhub serve --backend ray` serves them (small CPU shares)
+        **{name: base.replace({"num_cpus": 0.02}, "tests") for name in bundled_models(tiny.hub)},
     }
     before = descendants(os.getpid())
     try:
