@@ -80,6 +80,7 @@ def families(ctx: HubContext) -> None:
         table.add_row(name, ctx.hub.parts.owners.get(("model family", name), ""), family.description)
     out.print(table)
     out.print("samplers: " + ", ".join(ctx.hub.parts.samplers.names()))
+    out.print("text encoders: " + (", ".join(ctx.hub.parts.text_encoders.names()) or "-"))
 
 
 @cli.group(invoke_without_command=True)

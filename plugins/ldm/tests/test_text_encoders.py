@@ -50,3 +50,11 @@ def test_chargram_is_frozen_deterministic_and_accepts_any_word() -> None:
     assert torch.equal(feats_a, feats_b)
     assert mask_a.tolist() == [[True] * 4, [True] * 4]
     assert not torch.allclose(feats_a[0, 2], feats_a[1, 2])  # different words, different features
+
+
+def test_the_plugin_registers_both_encoders_through_the_hook() -> None:
+    from hub.plugins import load_plugins
+
+    _, parts = load_plugins()
+    assert {"vocab", "chargram"} <= set(parts.text_encoders.names())
+    assert parts.owners[("text encoder", "vocab")] == "ldm"
