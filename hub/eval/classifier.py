@@ -126,6 +126,12 @@ class FeatureClassifier:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.features_and_logits(images)[0]
 
+    def recognisability(self, images: torch.Tensor) -> tuple[float, list[int]]:
+        """How recognisable samples are: the mean top-class probability, and how many land in each class."""
+        probs = self.features_and_logits(images)[1].softmax(dim=1)
+        counts = torch.bincount(probs.argmax(dim=1), minlength=probs.shape[1])
+        return probs.max(dim=1).values.mean().item(), counts.tolist()
+
     def describe(self) -> dict[str, Any]:
         """What a metric records about the classifier it was measured with."""
         return {"classifier": self.name, "classifier_sha256": self.digest, "adapter": self.adapter,

@@ -1,59 +1,39 @@
-"""The shipped checkpoints: registered on a fresh hub, and `genhub generate` draws recognisable digits.
-
-"Recognisable" is judged by the digits classifier that ships with genhub's evaluation (hub/eval/weights/digits.*,
-held-out accuracy 0.983): on 200 samples its mean top-class probability is at least 0.8 (the shipped DDPM scores
-0.94, these models 0.91-0.94 when shipped) and every digit appears.
-"""
+"""The shipped checkpoints: recognisable digits (judged as in genhub-stylegan's test), students with their teachers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
-from PIL import Image
 
 from hub.core import Hub
 from hub.eval.classifier import load_classifier
 from hub.model import SampleRequest
 
-DIGIT_MODELS = ["ddgan-digits", "distill-digits"]
-
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pretrained")
-
-
-@pytest.mark.parametrize("name", DIGIT_MODELS)
-def test_shipped_model_draws_recognisable_digits(home: Path, name: str) -> None:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     torch.set_num_threads(1)
-    with Hub.open(home=home) as hub:
-        version = hub.resolve(name)
-        assert "pretrained" in version.tags and version.dataset in ("digits", "digits16")
-        samples = hub.generate(name, SampleRequest.from_seed(0, 200), log=False).samples
-        _, logits = load_classifier(version.dataset).features_and_logits(samples)
-    probs = logits.softmax(dim=1)
-    assert probs.max(dim=1).values.mean().item() >= 0.8
-    assert torch.bincount(probs.argmax(dim=1), minlength=10).min().item() >= 1  # every digit, no collapse to a few
+    with Hub.open(home=Path(tmp_path_factory.mktemp("pretrained"))) as opened:
+        yield opened
 
 
-def test_cli_generate_writes_a_grid(home: Path, tmp_path: Path) -> None:
-    out = tmp_path / "grid.png"
-    env = {**os.environ, "GENHUB_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "hub", "generate", DIGIT_MODELS[0], "-n", "16", "-o", str(out)],
-                   env=env, check=True, capture_output=True, timeout=300)
-    assert Image.open(out).size[0] > 64
+@pytest.mark.parametrize("name", ["ddgan-digits", "distill-digits"])
+def test_shipped_model_draws_recognisable_digits(hub: Hub, name: str) -> None:
+    version = hub.resolve(name)
+    assert "pretrained" in version.tags and version.dataset in ("digits", "digits16")
+    samples = hub.generate(name, SampleRequest.from_seed(0, 200), log=False).samples
+    confidence, per_class = load_classifier(version.dataset).recognisability(samples)
+    assert confidence >= 0.8  # the shipped DDPM scores 0.94, these 0.94 and 0.92
+    assert min(per_class) >= 1
 
 
-def test_students_record_their_shipped_teachers(home: Path) -> None:
-    with Hub.open(home=home) as hub:
-        for student, teacher in (("distill-digits", "ddpm-digits:1"), ("distill-grid25", "ddpm-grid25:1")):
-            version = hub.resolve(student)
-            assert version.parent == teacher and version.config["teacher"] == teacher
-            assert hub.resolve(teacher).family == "ddpm"
-        points = hub.generate("ddgan-grid25", SampleRequest.from_seed(0, 8), log=False).samples
-        assert points.shape == (8, 2) and torch.isfinite(points).all()
+def test_students_record_their_shipped_teachers(hub: Hub) -> None:
+    for student, teacher in (("distill-digits", "ddpm-digits:1"), ("distill-grid25", "ddpm-grid25:1")):
+        version = hub.resolve(student)
+        assert version.parent == teacher and version.config["teacher"] == teacher
+        assert hub.resolve(teacher).family == "ddpm"
+    points = hub.generate("ddgan-grid25", SampleRequest.from_seed(0, 8), log=False).samples
+    assert points.shape == (8, 2) and torch.isfinite(points).all()
