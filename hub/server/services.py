@@ -216,6 +216,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         deadline = time.monotonic() + remaining if remaining is not None else None
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
         worker = await self._worker(version)
+        convert.check_supported(worker.model.capabilities, parsed.request)  # an unsupported field fails here, before any batch
         fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
         job = Job(
             request=parsed.request,
