@@ -177,6 +177,20 @@ def _param_value(key: str, parameter: pb.InferParameter) -> types_pb2.ParamValue
     return types_pb2.ParamValue()  # no value: parse_generate names the parameter
 
 
+def infer_request(model: str, version: str = "", **values: Any) -> pb.ModelInferRequest:
+    """A ModelInferRequest with raw contents, one [1]-shaped input per keyword (for Python callers without tritonclient)."""
+    request = pb.ModelInferRequest(model_name=model, model_version=version)
+    for name, value in values.items():
+        datatype = INPUTS[name]
+        request.inputs.add(name=name, datatype=datatype, shape=[1])
+        if datatype == "BYTES":
+            data = str(value).encode()
+            request.raw_input_contents.append(len(data).to_bytes(4, "little") + data)
+        else:
+            request.raw_input_contents.append(np.array([value], dtype=_RAW[datatype]).tobytes())
+    return request
+
+
 # -- results --------------------------------------------------------------------------------------
 
 
@@ -209,6 +223,7 @@ def infer_response(message: pb.ModelInferRequest, response: generation_pb2.Gener
             "digest": pb.InferParameter(string_param=version.digest),
             "sampler": pb.InferParameter(string_param=response.sampler),
             "steps": pb.InferParameter(int64_param=response.steps),
+            "batch_samples": pb.InferParameter(int64_param=response.batch_samples),  # samples in its sampling call
         },
     )
 
