@@ -9,12 +9,37 @@ import grpc
 import numpy as np
 import tritonclient.grpc as triton
 from PIL import Image
+from tritonclient._plugin import InferenceServerClientPlugin
 
+from hub import auth
 from hub.v1 import generation_pb2, generation_pb2_grpc
 
 DTYPES = {"UINT64": np.uint64, "INT32": np.int32, "FP32": np.float32, "BYTES": object}
 DATATYPES = {"seed": "UINT64", "num_samples": "INT32", "steps": "INT32", "sampler": "BYTES", "eta": "FP32",
              "guidance_scale": "FP32", "truncation": "FP32", "class_label": "INT32", "prompt": "BYTES"}
+
+
+class Bearer(InferenceServerClientPlugin):
+    """Sends ``authorization: Bearer <token>`` with every call, as any tritonclient user can (a plugin or headers=)."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def __call__(self, request: Any) -> None:
+        if self.token:
+            request.headers["authorization"] = f"Bearer {self.token}"
+
+
+def connect(address: str, home: Any = None) -> triton.InferenceServerClient:
+    """A tritonclient client that sends the generate token of the server whose genhub home is ``home``."""
+    client = triton.InferenceServerClient(address)
+    client.register_plugin(Bearer(auth.client_token(auth.GENERATE, home) if home is not None else None))
+    return client
+
+
+def token_metadata(home: Any) -> tuple[tuple[str, str], ...]:
+    """The generate token of the server with genhub home ``home``, as invocation metadata (for raw stubs)."""
+    return tuple(auth.bearer_metadata(auth.client_token(auth.GENERATE, home)))
 
 
 def inputs(**values: Any) -> list[triton.InferInput]:

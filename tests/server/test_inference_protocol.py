@@ -20,22 +20,36 @@ import hub
 from hub.server.app import BackgroundServer
 from tests.server.harness import TinyHub
 from tests.server.harness import wait_for
-from tests.server.oip import DATATYPES, hub_v1_pixels, hub_v1_points, inputs, status_of
+from tests.server.oip import DATATYPES, connect, hub_v1_pixels, hub_v1_points, inputs, status_of, token_metadata
 
 SERVICE = "inference.GRPCInferenceService"
 
 
 @pytest.fixture(scope="module")
-def client(server: BackgroundServer) -> Iterator[triton.InferenceServerClient]:
-    with triton.InferenceServerClient(server.address) as opened:
+def client(server: BackgroundServer, tiny: TinyHub) -> Iterator[triton.InferenceServerClient]:
+    with connect(server.address, tiny.home) as opened:
         yield opened
 
 
 @pytest.fixture(scope="module")
-def stub(server: BackgroundServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+def token(tiny: TinyHub) -> tuple[tuple[str, str], ...]:
+    return token_metadata(tiny.home)
+
+
+class Stub:
     """tritonclient's own generated stub, for requests its high-level API cannot build (typed contents, bad ones)."""
+
+    def __init__(self, channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.stub, self.metadata = service_pb2_grpc.GRPCInferenceServiceStub(channel), metadata
+
+    def ModelInfer(self, request: service_pb2.ModelInferRequest, timeout: float = 60) -> service_pb2.ModelInferResponse:  # noqa: N802
+        return self.stub.ModelInfer(request, timeout=timeout, metadata=self.metadata)
+
+
+@pytest.fixture(scope="module")
+def stub(server: BackgroundServer, token: tuple[tuple[str, str], ...]) -> Iterator[Stub]:
     with grpc.insecure_channel(server.address) as channel:
-        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        yield Stub(channel, token)
 
 
 def test_the_server_is_live_ready_and_names_itself(client: triton.InferenceServerClient) -> None:
@@ -92,7 +106,7 @@ def test_raw_inputs_give_the_images_hub_v1_gives_for_the_same_seed(client: trito
     result = client.infer("ldm-shapes", inputs(seed=7, num_samples=2, steps=4, prompt="a blue square"), request_id="r1")
     images = result.as_numpy("images")
     assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
-    expected = hub_v1_pixels(server.address, model="ldm-shapes", seed=7, num_samples=2, steps=4, prompt="a blue square")
+    expected = hub_v1_pixels(server.address, token_metadata(server.handle.hub_thread.hub.home), model="ldm-shapes", seed=7, num_samples=2, steps=4, prompt="a blue square")
     np.testing.assert_array_equal(images, expected)
     response = result.get_response()
     assert (response.model_name, response.model_version, response.id) == ("ldm-shapes", "1", "r1")
@@ -102,7 +116,7 @@ def test_raw_inputs_give_the_images_hub_v1_gives_for_the_same_seed(client: trito
 def test_a_grayscale_class_conditional_model_through_a_version_number(client: triton.InferenceServerClient,
                                                                        server: BackgroundServer) -> None:
     images = client.infer("ddpm-digits", inputs(seed=3, num_samples=3, steps=3, class_label=5), model_version="1").as_numpy("images")
-    expected = hub_v1_pixels(server.address, model="ddpm-digits:1", seed=3, num_samples=3, steps=3, class_label=5)
+    expected = hub_v1_pixels(server.address, token_metadata(server.handle.hub_thread.hub.home), model="ddpm-digits:1", seed=3, num_samples=3, steps=3, class_label=5)
     assert images.shape == (3, 16, 16, 1)
     np.testing.assert_array_equal(images, expected)
 
@@ -118,14 +132,14 @@ def typed_request(model: str, **values: Any) -> service_pb2.ModelInferRequest:
     return request
 
 
-def test_typed_inputs_give_the_same_samples_as_raw_ones(client: triton.InferenceServerClient, stub: Any,
+def test_typed_inputs_give_the_same_samples_as_raw_ones(client: triton.InferenceServerClient, stub: Stub,
                                                         server: BackgroundServer) -> None:
     typed = stub.ModelInfer(typed_request("ddpm-grid25", seed=5, num_samples=4, steps=6, sampler="ddim", eta=0.5), timeout=60)
     points = np.frombuffer(typed.raw_output_contents[0], dtype="<f4").reshape(tuple(typed.outputs[0].shape))
     raw = client.infer("ddpm-grid25", inputs(seed=5, num_samples=4, steps=6, sampler="ddim", eta=0.5)).as_numpy("samples")
     assert typed.outputs[0].datatype == "FP32" and points.shape == (4, 2)
     np.testing.assert_array_equal(points, raw)
-    np.testing.assert_array_equal(points, hub_v1_points(server.address, model="ddpm-grid25", seed=5, num_samples=4,
+    np.testing.assert_array_equal(points, hub_v1_points(server.address, stub.metadata, model="ddpm-grid25", seed=5, num_samples=4,
                                                         steps=6, sampler="ddim", eta=0.5))
 
 
@@ -185,7 +199,7 @@ ERRORS = [  # (request, status code, the message starts with)
 
 
 @pytest.mark.parametrize(("request_", "code", "start"), ERRORS, ids=[e[2].split(":")[0] + f"-{i}" for i, e in enumerate(ERRORS)])
-def test_bad_requests_are_refused_with_the_input_named(stub: Any, request_: Any, code: str, start: str) -> None:
+def test_bad_requests_are_refused_with_the_input_named(stub: Stub, request_: Any, code: str, start: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.ModelInfer(request_, timeout=60)
     assert caught.value.code().name == code, caught.value.details()
@@ -200,3 +214,12 @@ def test_a_deadline_stops_the_request_as_on_hub_v1(client: triton.InferenceServe
     stopped = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.id > before and g.status == "deadline"],
                        timeout=60, what="the stopped request in the generation log")
     assert stopped[0].ref == "ddpm-digits:1"
+
+
+def test_liveness_is_open_and_the_rest_needs_a_generate_token(server: BackgroundServer) -> None:
+    """The security table covers the open protocol: probes without credentials, inference with a token."""
+    with connect(server.address) as anonymous:
+        assert anonymous.is_server_live() and anonymous.is_server_ready()
+        for call in (lambda: anonymous.infer("stylegan-digits", inputs(seed=1)), lambda: anonymous.get_model_metadata("stylegan-digits")):
+            code, message = status_of(call)
+            assert code == "UNAUTHENTICATED" and "authorization: Bearer" in message
