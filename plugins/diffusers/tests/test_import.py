@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from hub.client import Client
 from hub.errors import AlreadyExists, InvalidArgument
 from hub.model import SampleRequest
 from hub.server.app import BackgroundServer
@@ -25,9 +21,17 @@ from genhub_diffusers.pipeline import UnsupportedPipeline
 import diffusers
 
 
-def genhub(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GENHUB_HOME": str(home), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "hub", *args], env=env, capture_output=True, text=True, check=check)
+def genhub(capfd: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, str, str]:
+    """`genhub ARGS` in this process (its start-up, diffusers' import included, paid once): (exit code, stdout, stderr)."""
+    from hub.cli import main
+
+    try:
+        main(["--home", str(home), *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capfd.readouterr()
+    return code, out, err
 
 
 def test_import_registers_weights_configs_and_source(hub: Any, save_pipeline: Any) -> None:
@@ -105,7 +109,7 @@ def test_generates_through_the_grpc_server_as_in_process(hub: Any, save_pipeline
     version = import_pipeline(hub, save_pipeline("ddpm", num_train_timesteps=20), "tiny-ddpm")
     server = BackgroundServer(hub, "127.0.0.1:0")
     try:
-        with Client(server.address, timeout=120) as client:
+        with server.client(timeout=120) as client:
             remote = client.generate("tiny-ddpm", num_samples=2, seed=5, steps=6, format="tensor")
             ddim = client.generate("tiny-ddpm", num_samples=1, seed=5, steps=3, sampler="ddim", format="tensor")
     finally:
@@ -116,15 +120,19 @@ def test_generates_through_the_grpc_server_as_in_process(hub: Any, save_pipeline
     assert ddim.samples.shape == (1, 3, 8, 8)
 
 
-def test_cli_imports_shows_the_source_and_generates(tmp_path: Path, save_pipeline: Any) -> None:
+def test_cli_imports_shows_the_source_and_generates(
+    tmp_path: Path, save_pipeline: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("GENHUB_LOAD_PLUGINS", "ddpm,diffusers")  # no other bundled checkpoints to sync
     home, folder, grid = tmp_path / "cli-home", save_pipeline("ddim"), tmp_path / "grid.png"
-    imported = genhub("import", "diffusers", str(folder), "--name", "tiny-ddim", home=home)
-    assert "registered tiny-ddim:1" in imported.stdout
-    shown = genhub("models", "show", "tiny-ddim", home=home).stdout
-    assert "family=diffusers" in shown and str(folder.resolve()) in shown.replace("\n", "")
-    genhub("generate", "tiny-ddim", "-n", "2", "--steps", "5", "-o", str(grid), home=home)
+    code, out, _ = genhub(capfd, home, "import", "diffusers", str(folder), "--name", "tiny-ddim")
+    assert code == 0 and "registered tiny-ddim:1" in out
+    code, shown, _ = genhub(capfd, home, "models", "show", "tiny-ddim")
+    assert "family=diffusers" in shown and f'"source": "{folder.resolve()}"' in shown.replace("\n", "")
+    code, out, err = genhub(capfd, home, "generate", "tiny-ddim", "-n", "2", "--steps", "5", "-o", str(grid))
+    assert code == 0, err
     assert np.asarray(Image.open(grid)).std() > 5  # a picture, not a blank
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "EulerDiscreteScheduler"}))
-    refused = genhub("import", "diffusers", str(folder), "--name", "other", home=home, check=False)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert "EulerDiscreteScheduler" in refused.stderr
+    code, _, err = genhub(capfd, home, "import", "diffusers", str(folder), "--name", "other")
+    assert code == 1 and "Traceback" not in err and "EulerDiscreteScheduler" in err
