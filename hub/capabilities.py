@@ -89,6 +89,7 @@ class Capabilities:
     eta: bool = False  # takes the DDIM stochasticity eta
     num_classes: int = 0  # > 0: class_labels in [0, num_classes)
     prompts: bool = False  # text-conditional
+    condition_required: bool = False  # True: every request needs class_labels or prompts (no unconditional mode)
     guidance: bool = False  # classifier-free guidance_scale (needs a condition)
     default_guidance: float | None = None  # used for a conditioned request that sets no guidance_scale
     truncation: bool = False  # GAN truncation psi
@@ -146,6 +147,10 @@ class Capabilities:
         labels, prompts = request.class_labels, request.prompts
         if labels is not None and prompts is not None:
             raise InvalidArgument("prompts", "give prompts or class_labels, not both")
+        if self.condition_required and labels is None and prompts is None:
+            what = "a prompt" if self.prompts and not self.num_classes else "a class label"
+            raise InvalidArgument("class_labels" if self.num_classes else "prompts",
+                                  f"this model has no unconditional mode: give {what} for every sample")
         if labels is not None:
             k = self.num_classes
             if k == 0:

@@ -69,6 +69,7 @@ class Hub:
         self.host = host
         self.parts = parts
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self.home: Path | None = None  # set by Hub.open: where tokens.json lives
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
 
     @classmethod
@@ -89,6 +90,7 @@ class Hub:
         artifacts = ArtifactStore(Path(artifacts_root) if artifacts_root else default_artifacts_root(home_path))
         artifacts.cleanup_temp()
         hub = cls(registry, artifacts, host, parts)
+        hub.home = home_path
         if sync:
             hub.sync()
         return hub
@@ -244,8 +246,8 @@ class Hub:
         model = family.build(config, self.context())
         if not can_train(model):
             raise FailedPrecondition(
-                f"family {family_name!r} only samples (its weights were trained elsewhere): it cannot be trained here; "
-                "its plugin registers the weights as a pretrained checkpoint"
+                f"family {family_name!r} only samples: its weights are trained elsewhere and registered as they are "
+                "(a plugin's pretrained checkpoint, or `genhub import`); it cannot be trained here"
             )
         if parent_version is not None and not teacher_key:
             if parent_version.family != family_name:

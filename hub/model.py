@@ -186,8 +186,8 @@ class GenerativeModel(ABC):
     ) -> TrainResult:
         """Train in place on ``dataset``; call ``progress`` now and then. Optional: see ``can_train``."""
         raise FailedPrecondition(
-            f"{type(self).__name__} only samples (its weights were trained elsewhere); register its weights as a "
-            "plugin's pretrained checkpoint instead of training it"
+            f"{type(self).__name__} only samples: its weights are trained elsewhere and registered as they are "
+            "(a plugin's pretrained checkpoint, or `genhub import`)"
         )
 
     @abstractmethod
