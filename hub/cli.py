@@ -25,14 +25,15 @@ out = Console()
 class HubContext:
     """Opened lazily so that `genhub --help` needs no registry."""
 
-    def __init__(self, db: str | None, home: str | None, plugins: tuple[PluginHost, Contributions]) -> None:
-        self.db, self.home, self.plugins = db, home, plugins
+    def __init__(self, db: str | None, home: str | None, plugins: tuple[PluginHost, Contributions],
+                 bundled: bool = True) -> None:
+        self.db, self.home, self.plugins, self.bundled = db, home, plugins, bundled
         self._hub: Hub | None = None
 
     @property
     def hub(self) -> Hub:
         if self._hub is None:
-            self._hub = Hub.open(db_url=self.db, home=self.home, plugins=self.plugins)
+            self._hub = Hub.open(db_url=self.db, home=self.home, plugins=self.plugins, sync=self.bundled)
         return self._hub
 
 
@@ -42,11 +43,14 @@ pass_hub = click.make_pass_decorator(HubContext)
 @click.group()
 @click.option("--db", envvar="GENHUB_DB", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
 @click.option("--home", envvar="GENHUB_HOME", type=click.Path(file_okay=False), help="genhub data folder.")
+@click.option("--no-bundled", is_flag=True, envvar="GENHUB_NO_BUNDLED",
+              help="Do not import the plugins' bundled checkpoints into this home (to train their replacements: "
+                   "new versions then start at :1, as they will on a fresh install).")
 @click.version_option(package_name="genhub")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, home: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, home: str | None, no_bundled: bool) -> None:
     """genhub: a registry and serving hub for generative image models."""
-    ctx.obj = HubContext(db, home, ctx.obj if isinstance(ctx.obj, tuple) else load_plugins())
+    ctx.obj = HubContext(db, home, ctx.obj if isinstance(ctx.obj, tuple) else load_plugins(), bundled=not no_bundled)
     ctx.call_on_close(lambda: ctx.obj._hub.close() if ctx.obj._hub else None)
 
 
