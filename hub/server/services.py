@@ -193,7 +193,12 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         self.workers: dict[tuple[str, str], ModelWorker] = {}  # (weights digest, family) -> its worker
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job, parsed = await self._submit(request, context, preview_every=0, stream=False)
+        return await self.generate(convert.parse_generate(request), call_deadline(context))
+
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
+        """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
+        protocol) takes, so admission, batching, deadlines, cancellation and the generation log are the same."""
+        job, parsed = await self._submit(parsed, deadline, stream=False)
         try:
             result = await job.future
         finally:
@@ -203,7 +208,8 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
-        job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
+        parsed = convert.parse_generate(request.request, request.preview_every)
+        job, parsed = await self._submit(parsed, call_deadline(context), stream=True)
         assert job.events is not None
         try:
             while (progress := await job.events.get()) is not None:
@@ -213,12 +219,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             job.abandon()  # a client that went away stops its sampling at the next step
         yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
 
-    async def _submit(
-        self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool
-    ) -> tuple[Job, convert.ParsedRequest]:
-        parsed = convert.parse_generate(message, preview_every)
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
+    async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *, stream: bool) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
         worker = await self._worker(version)
         fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
@@ -233,6 +234,10 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         )
         worker.submit(job)
         return job, parsed
+
+    async def model(self, version: Any) -> Any:
+        """The loaded model of ``version`` (its worker's), loading it if no request has yet."""
+        return (await self._worker(version)).model
 
     async def _worker(self, version: Any) -> ModelWorker:
         """The worker of the weights ``version`` names; versions with the same weights share one."""
@@ -259,6 +264,12 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         for worker in self.workers.values():
             await worker.close()
         self.workers.clear()
+
+
+def call_deadline(context: aio.ServicerContext) -> float | None:
+    """The call's gRPC deadline as a time.monotonic() instant (None: the client set none)."""
+    remaining = context.time_remaining()
+    return time.monotonic() + remaining if remaining is not None else None
 
 
 def _status(outcome: JobResult | BaseException) -> tuple[str, str | None]:
