@@ -281,6 +281,11 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
     out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
 
 
+@cli.group("import")
+def import_group() -> None:
+    """Register a model from another format; plugins add the formats (e.g. `genhub import diffusers PATH --name NAME`)."""
+
+
 @cli.command()
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False))
