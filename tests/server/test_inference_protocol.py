@@ -195,6 +195,11 @@ ERRORS = [  # (request, status code, the message starts with)
     (raw("stylegan-digits", SEED, version="v1"), "INVALID_ARGUMENT", "model_version: must be a version number"),
     (raw("stylegan-digits@latest", SEED, version="1"), "INVALID_ARGUMENT", "model_version: give the version in model_name"),
     (raw("", SEED), "INVALID_ARGUMENT", "model_name: is required"),
+    # hub.v1's edge limits hold for the same values here
+    (raw("m" * 100_000, SEED), "INVALID_ARGUMENT", "model_name: must be at most"),
+    (typed_request("ldm-shapes", sampler="s" * 100_000), "INVALID_ARGUMENT", "sampler:"),
+    (typed_request("ldm-shapes", sampler="dd im\n"), "INVALID_ARGUMENT", "sampler:"),
+    (typed_request("ldm-shapes", prompt="p" * 100_000), "INVALID_ARGUMENT", "prompt: must be at most"),
 ]
 
 
