@@ -22,7 +22,7 @@ import torch
 from hub.artifacts import ArtifactStore
 from hub.datasets import Dataset
 from hub.devices import default_device, hardware_description
-from hub.errors import GenhubError, InvalidArgument
+from hub.errors import GenhubError, InvalidArgument, clean_message
 from hub.model import (
     BuildContext,
     GenerativeModel,
@@ -201,7 +201,7 @@ class Hub:
             num_samples=request.num_samples,
             duration_s=duration_s,
             status=status,
-            error=error,
+            error=clean_message(error) if error is not None else None,  # bounded, like what the client saw
             artifact_digest=version.artifact_digest,
         )
 
