@@ -22,7 +22,7 @@ import torch
 from hub.artifacts import ArtifactStore
 from hub.datasets import Dataset
 from hub.devices import default_device, hardware_description
-from hub.errors import FailedPrecondition, GenhubError, InvalidArgument
+from hub.errors import FailedPrecondition, GenhubError, InvalidArgument, clean_message
 from hub.model import (
     BuildContext,
     GenerativeModel,
@@ -204,7 +204,7 @@ class Hub:
             num_samples=request.num_samples,
             duration_s=duration_s,
             status=status,
-            error=error,
+            error=clean_message(error) if error is not None else None,  # bounded, like what the client saw
             artifact_digest=version.artifact_digest,
         )
 
@@ -212,6 +212,14 @@ class Hub:
 
     def dataset(self, name: str, split: str = "train") -> Dataset:
         return self.parts.dataset(name).load(split)
+
+    def mixture(self, dataset_name: str) -> tuple[list[list[float]], float] | None:
+        """(mode centres, std) of a 2D mixture dataset, for drawing samples over the true modes; None otherwise."""
+        spec = self.parts.datasets.get(dataset_name)
+        if spec is None or spec.kind != "points":
+            return None
+        meta = self.dataset(dataset_name).meta
+        return (meta["centres"], float(meta["std"])) if "centres" in meta and "std" in meta else None
 
     def train(
         self,

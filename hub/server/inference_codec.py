@@ -41,7 +41,6 @@ INPUTS: dict[str, str] = {  # name -> datatype; the names are hub.v1 GenerateReq
     "prompt": "BYTES",
 }
 TIMEOUT_PARAMETER = "timeout"  # Triton's per-request timeout parameter, in microseconds
-MAX_REF_CHARS = 256  # model_name
 MAX_VERSION_CHARS = 18  # model_version: digits of a positive int64
 _RAW = {"UINT64": "<u8", "INT32": "<i4", "FP32": "<f4"}  # little-endian element layouts of raw contents
 _TYPED = {"UINT64": "uint64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "BYTES": "bytes_contents"}
@@ -53,8 +52,7 @@ def model_ref(name: str, version: str, *, name_field: str = "model_name", versio
     """A genhub model reference from the protocol's (name, version): "" keeps ``name`` as given, "3" means ``name:3``."""
     if not name:
         raise InvalidArgument(name_field, "is required; give a genhub model reference: NAME, NAME:VERSION or NAME@ALIAS")
-    if len(name) > MAX_REF_CHARS:
-        raise InvalidArgument(name_field, f"must be at most {MAX_REF_CHARS} characters, got {len(name)}")
+    convert.check_length(name_field, name, convert.MAX_REF_CHARS)  # hub.v1's limit on a model reference
     if not version:
         return name
     if len(version) > MAX_VERSION_CHARS or not version.isascii() or not version.isdigit() or int(version) < 1:

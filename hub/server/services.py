@@ -129,6 +129,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         if request.page_size > convert.MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {convert.MAX_PAGE_SIZE} (or 0 for {convert.DEFAULT_PAGE_SIZE}), got {request.page_size}")
         page_size = request.page_size or convert.DEFAULT_PAGE_SIZE
+        convert.check_length("page_token", request.page_token, convert.MAX_PAGE_TOKEN_CHARS)
         return await self.hub_thread.run(self._list_models, page_size, request.page_token)
 
     def _list_models(self, page_size: int, page_token: str) -> registry_pb2.ListModelsResponse:
@@ -139,6 +140,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def GetModel(self, request: registry_pb2.GetModelRequest, context: aio.ServicerContext) -> registry_pb2.GetModelResponse:
         if not request.name:
             raise InvalidArgument("name", "is required; give a model name such as ddpm-digits")
+        convert.check_length("name", request.name, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._get_model, request.name)
 
     def _get_model(self, name: str) -> registry_pb2.GetModelResponse:
@@ -159,6 +161,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def ListVersions(self, request: registry_pb2.ListVersionsRequest, context: aio.ServicerContext) -> registry_pb2.ListVersionsResponse:
         if not request.model:
             raise InvalidArgument("model", "is required; give a model name such as ddpm-digits")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._list_versions, request.model)
 
     def _list_versions(self, name: str) -> registry_pb2.ListVersionsResponse:
@@ -168,6 +171,8 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         for field in ("model", "alias", "version"):
             if not getattr(request, field):
                 raise InvalidArgument(field, "is required (SetAlias needs model, alias and version)")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
+        convert.check_length("alias", request.alias, convert.MAX_ALIAS_CHARS)
         record = await self.hub_thread.run(self.hub.registry.set_alias, request.model, request.alias, request.version)
         self.resolver.invalidate()
         return registry_pb2.SetAliasResponse(version=await self.hub_thread.run(self._version_message, record))
