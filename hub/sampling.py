@@ -144,5 +144,15 @@ class SamplerRegistry:
     def names(self) -> list[str]:
         return sorted(self._samplers)
 
+    def resolve(self, name: str | None, steps: int | None, default_name: str, default_steps: int,
+                process: DiffusionProcess) -> tuple[Sampler, int]:
+        """The sampler a request runs and its checked steps: the request's, else the model's defaults; another
+        sampler than the default without steps runs its own default, capped at the process length."""
+        sampler = self.get(name or default_name)
+        if steps is None:
+            steps = default_steps if (name or default_name) == default_name else min(sampler.default_steps, process.num_timesteps)
+        sampler.check_steps(steps, process)
+        return sampler, steps
+
     def __contains__(self, name: object) -> bool:
         return name in self._samplers

@@ -65,8 +65,6 @@ class DiffusersConfig(ModelConfig):
 class DiffusersModel(GenerativeModel):
     """An imported UNet2DModel pipeline in memory."""
 
-    output_kind: ClassVar[str] = "image"
-
     def __init__(self, config: DiffusersConfig, context: BuildContext) -> None:
         from diffusers import UNet2DModel  # the run-time dependency: exact parity with the network as trained
 
@@ -88,7 +86,7 @@ class DiffusersModel(GenerativeModel):
         """Any registered sampler; class labels when the UNet has class embeddings (then required)."""
         cfg = self.config
         return Capabilities(
-            output_kind=self.output_kind, sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
+            output_kind="image", sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
             default_sampler=cfg.default_sampler, max_steps=self.process.num_timesteps, default_steps=cfg.default_steps,
             eta=True, num_classes=self.num_classes, condition_required=self.num_classes > 0,
         )
@@ -97,11 +95,8 @@ class DiffusersModel(GenerativeModel):
         """[N, C, H, W] in [-1, 1]; from the same initial noise, what the diffusers pipeline returns (scaled to [0, 1])."""
         self.capabilities.check(request)
         labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
-        name = request.sampler or self.config.default_sampler
-        sampler = self.context.samplers.get(name)
-        default = self.config.default_steps if name == self.config.default_sampler else sampler.default_steps
-        steps = request.steps if request.steps is not None else min(default, self.process.num_timesteps)
-        sampler.check_steps(steps, self.process)
+        sampler, steps = self.context.samplers.resolve(request.sampler, request.steps, self.config.default_sampler,
+                                                       self.config.default_steps, self.process)
         noise = NoiseSource(request.seeds, self.device)
         x_T = noise.randn(*self.sample_shape)  # [N, C, H, W], as the pipeline's randn_tensor with one generator per row
 
@@ -137,23 +132,11 @@ class DiffusersModel(GenerativeModel):
         return self
 
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with where the pipeline came from and its network."""
         cfg = self.config
-        return {
-            "family": DiffusersFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(self.sample_shape),
-            "pipeline": cfg.model_index["_class_name"],
-            "source": cfg.source,
-            "parameters": sum(p.numel() for p in self.unet.parameters()),
-            "num_timesteps": self.process.num_timesteps,
-            "prediction_type": self.process.prediction_type,
-            "samplers": self.context.samplers.names(),
-            "default_sampler": cfg.default_sampler,
-            "default_steps": cfg.default_steps,
-            "num_classes": self.num_classes,
-            "class_conditional": self.num_classes > 0,
-            "supports_guidance": False,
-        }
+        return {**super().describe(), "family": DiffusersFamily.name, "pipeline": cfg.model_index["_class_name"],
+                "source": cfg.source, "parameters": sum(p.numel() for p in self.unet.parameters()),
+                "num_timesteps": self.process.num_timesteps, "prediction_type": self.process.prediction_type}
 
 
 class DiffusersFamily(ModelFamily):
@@ -161,12 +144,8 @@ class DiffusersFamily(ModelFamily):
 
     name: ClassVar[str] = "diffusers"
     config_class: ClassVar[type[ModelConfig]] = DiffusersConfig
+    model_class: ClassVar[type[GenerativeModel]] = DiffusersModel
     description: ClassVar[str] = "diffusers UNet2DModel pipelines (DDPM/DDIM) imported from local folders; inference only"
-
-    def build(self, config: ModelConfig, context: BuildContext) -> DiffusersModel:
-        if not isinstance(config, DiffusersConfig):
-            raise InvalidArgument("config", f"family 'diffusers' needs a DiffusersConfig, got {type(config).__name__}")
-        return DiffusersModel(config, context)
 
     def default_config(self, dataset: Dataset | None = None) -> DiffusersConfig:
         raise FailedPrecondition(
