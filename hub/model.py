@@ -159,6 +159,26 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SampleCost:
+    """What sampling a request costs: network passes x rows per pass x values per row.
+
+    A row is one sample in one network pass; classifier-free guidance doubles a sample's rows.
+    Servers bound requests (and queues) by ``total``, not by sample count.
+    """
+
+    passes: int
+    rows: int  # rows per pass: samples, or 2 x samples when guided
+    values: int  # values (pixels x channels, or point coordinates) per row
+
+    @property
+    def total(self) -> int:
+        return self.passes * self.rows * self.values
+
+    def describe(self) -> str:
+        return f"{self.passes} passes x {self.rows} rows x {self.values} values = {self.total:,}"
+
+
 class GenerativeModel(ABC):
     """A built model: weights in memory, ready to train or sample."""
 
@@ -190,6 +210,14 @@ class GenerativeModel(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts a client may want (sample shape, samplers, default steps, conditioning)."""
         return {}
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        """The compute ``request`` takes; cheap, no sampling. Families with steps or guidance override it.
+
+        The default counts one pass over ``describe()["sample_shape"]`` (a one-pass generator).
+        """
+        shape = self.describe().get("sample_shape") or [1]
+        return SampleCost(passes=1, rows=request.num_samples, values=int(np.prod(shape)))
 
 
 class ModelFamily(ABC):

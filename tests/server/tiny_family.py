@@ -12,6 +12,7 @@ or in a subprocess through an entry point (see ``conftest.write_entry_point``).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -28,6 +29,7 @@ from hub.model import (
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
     StepEvent,
@@ -76,6 +78,9 @@ class TinyModel(GenerativeModel):
 
     def sample_shape(self) -> tuple[int, ...]:
         return (2,) if self.config.kind == "points" else (self.config.channels, self.config.size, self.config.size)
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        return SampleCost(request.steps or self.config.default_steps, request.num_samples, math.prod(self.sample_shape()))
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         unknown = sorted(set(request.params) - set(PARAMS))
