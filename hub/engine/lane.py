@@ -272,10 +272,12 @@ class Lane:
             offsets.append(offset)
             offset += job.num_samples
         started = time.perf_counter()
+        reached: list[StepEvent] = []  # the last step taken, for the stop message
         try:
-            values = await loop.run_in_executor(self._executor, self._whole_in_thread, jobs, offsets)
+            values = await loop.run_in_executor(self._executor, self._whole_in_thread, jobs, offsets, reached)
         except Cancelled:  # every job was dead: our step callback stopped it
-            return [(j, Outcome(_status(j.stop_reason()), error=j.stop_reason(" during sampling"))) for j in jobs]
+            where = f" at step {reached[0].step} of {reached[0].total}" if reached else " before sampling started"
+            return [(j, Outcome(_status(j.stop_reason()), error=j.stop_reason(where))) for j in jobs]
         except Exception as exc:  # noqa: BLE001 - reported per job (domain errors keep their status)
             return [(j, Outcome(_status(exc), error=exc)) for j in jobs]
         finally:
@@ -292,8 +294,9 @@ class Lane:
                 outcomes.append((job, Outcome(OK, value=value)))
         return outcomes
 
-    def _whole_in_thread(self, jobs: list[Job], offsets: list[int]) -> list[Any]:
+    def _whole_in_thread(self, jobs: list[Job], offsets: list[int], reached: list[StepEvent]) -> list[Any]:
         def on_step(event: StepEvent) -> bool:
+            reached[:] = [event]
             now = time.monotonic()
             alive = False
             for job, start in zip(jobs, offsets):
