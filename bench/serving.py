@@ -8,6 +8,8 @@
     (``Client.generate``, raw tensors back): p50/p99, their ratio and the added ms.
 (b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
     image at a time, with step-level batching on (the default) and off (``--max-batch 1``: one row per pass).
+(c) The same load (batching on) through hub.v1 Generate and through the open
+    inference protocol's ModelInfer (KServe V2, what Triton clients send), side by side.
 
 The server is a real `genhub serve` subprocess (``--server subprocess``, the
 default) so that it does not share the benchmark's GIL; ``--server thread`` runs
@@ -29,15 +31,18 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import torch
 from grpc import aio
 
+from hub import auth
 from hub.client import Client, build_request
 from hub.core import Hub
 from hub.devices import hardware_description
+from hub.inference import grpc_predict_v2_pb2_grpc
 from hub.model import SampleRequest, TrainOptions
+from hub.server.inference_codec import infer_request
 from hub.v1 import generation_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +98,7 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
         from hub.server.app import BackgroundServer
 
         with BackgroundServer(hub, "127.0.0.1:0", max_batch=max_batch, step_level=not request_level) as background:
+            use_tokens(hub.home)
             yield background.address
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
@@ -102,10 +108,19 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
                                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
     try:
         address = _wait_for_address(process)
+        use_tokens(home)
         yield address
     finally:
         process.terminate()
         process.wait(60)
+
+
+TOKENS: dict[str, str | None] = {auth.GENERATE: None}  # what this run's clients send
+
+
+def use_tokens(home: Any) -> None:
+    """Clients of this run send the generate token the server's first start wrote (else $GENHUB_TOKEN)."""
+    TOKENS[auth.GENERATE] = auth.client_token(auth.GENERATE, home)
 
 
 def _wait_for_address(process: subprocess.Popen[str]) -> str:
@@ -129,7 +144,7 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
 def latencies(hub: Hub, ref: str, addresses: list[str], args: argparse.Namespace) -> list[list[float]]:
     """Milliseconds per request: the bare model, Hub.generate, then each server; interleaved so all see the same load."""
     model = hub.load(ref).model
-    clients = [Client(address, timeout=120) for address in addresses]
+    clients = [Client(address, timeout=120, token=TOKENS[auth.GENERATE]) for address in addresses]
     times: list[list[float]] = [[] for _ in range(len(addresses) + 2)]
     try:
         for client in clients:
@@ -152,7 +167,7 @@ def latencies(hub: Hub, ref: str, addresses: list[str], args: argparse.Namespace
 def round_trip(address: str, args: argparse.Namespace) -> list[float]:
     """Milliseconds of a gRPC call that does no sampling and no database work (ListPlugins)."""
     times = []
-    with Client(address, timeout=60) as client:
+    with Client(address, timeout=60, token=TOKENS[auth.GENERATE]) as client:
         for i in range(args.iterations + WARMUP):
             start = time.perf_counter()
             client.list_plugins()
@@ -161,14 +176,31 @@ def round_trip(address: str, args: argparse.Namespace) -> list[float]:
     return times
 
 
-async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
-    async with aio.insecure_channel(address) as channel:
+def _caller(channel: aio.Channel, ref: str, args: argparse.Namespace, protocol: str) -> Callable[[int], Awaitable[int]]:
+    """One request of one image (seed -> samples in its sampling call) through ``protocol``: hub.v1 or the open one."""
+    if protocol == "hub.v1":
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
 
         async def one(seed: int) -> int:
-            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300)
+            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300,
+                                           metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return response.batch_samples
+
+        return one
+    oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    async def infer(seed: int) -> int:
+        request = infer_request(ref, seed=seed, sampler=args.sampler, steps=args.steps)
+        response = await oip.ModelInfer(request, timeout=300, metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
+        return response.parameters["batch_samples"].int64_param
+
+    return infer
+
+
+async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str) -> tuple[float, float]:
+    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
+    async with aio.insecure_channel(address) as channel:
+        one = _caller(channel, ref, args, protocol)
 
         await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, worker, first batch
         loop = asyncio.get_running_loop()
@@ -187,8 +219,8 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
     return len(done) / elapsed, statistics.mean(done)
 
 
-def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
-    return asyncio.run(_throughput(address, ref, clients, args))
+def throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str = "hub.v1") -> tuple[float, float]:
+    return asyncio.run(_throughput(address, ref, clients, args, protocol))
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -207,6 +239,7 @@ def run(argv: list[str] | None = None) -> str:
                 for n in clients:
                     for label, address in (("off", off), ("on", on)):
                         results[f"tput {label} {n}"] = throughput(address, ref, n, args)
+                    results[f"tput oip {n}"] = throughput(on, ref, n, args, "inference")  # right after hub.v1's "on"
         finally:
             hub.close()
     return render(args, version, clients, inproc, results)
@@ -235,6 +268,11 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
     for n in clients:
         cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
         lines.append(f"    {n:>7}   {cells}")
+    lines += ["", "(c) the same load through both APIs (batching on): images/s (mean samples per sampling call)",
+              "    clients          hub.v1 Generate    open protocol ModelInfer    ratio"]
+    for n in clients:
+        (v1, v1_batch), (oip, oip_batch) = results[f"tput on {n}"], results[f"tput oip {n}"]
+        lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x")
     return "\n".join(lines)
 
 

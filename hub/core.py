@@ -22,7 +22,7 @@ import torch
 from hub.artifacts import ArtifactStore
 from hub.datasets import Dataset
 from hub.devices import default_device, hardware_description
-from hub.errors import GenhubError, InvalidArgument
+from hub.errors import GenhubError, InvalidArgument, clean_message
 from hub.model import (
     BuildContext,
     GenerativeModel,
@@ -68,6 +68,7 @@ class Hub:
         self.host = host
         self.parts = parts
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self.home: Path | None = None  # set by Hub.open: where tokens.json lives
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
 
     @classmethod
@@ -88,6 +89,7 @@ class Hub:
         artifacts = ArtifactStore(Path(artifacts_root) if artifacts_root else default_artifacts_root(home_path))
         artifacts.cleanup_temp()
         hub = cls(registry, artifacts, host, parts)
+        hub.home = home_path
         if sync:
             hub.sync()
         return hub
@@ -211,7 +213,7 @@ class Hub:
             num_samples=request.num_samples,
             duration_s=duration_s,
             status=status,
-            error=error,
+            error=clean_message(error) if error is not None else None,  # bounded, like what the client saw
             artifact_digest=version.artifact_digest,
         )
 

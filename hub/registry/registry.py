@@ -43,6 +43,7 @@ from hub.registry.records import (
     VersionRecord,
 )
 from hub.registry.refs import LATEST, check_alias, check_model_name, check_version, parse_ref
+from hub.registry.tokens import TokenStore
 
 
 class Registry:
@@ -63,6 +64,11 @@ class Registry:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens (hashes only): create, list, revoke."""
+        return TokenStore(self._session)
 
     def __enter__(self) -> Registry:
         return self

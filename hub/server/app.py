@@ -17,16 +17,24 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from hub import auth
 from hub.core import Hub
 from hub.engine import Engine, EngineOptions
 from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
 from hub.engine.models import ModelCache
+from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from hub.server.auth import Authenticator, AuthInterceptor
+from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
+from hub.server.inference_service import InferenceService
 from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
+from hub.server.health import Health
 from hub.server.status import DomainErrorInterceptor
+from hub.tls import ServerTls, check_exposure
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,8 +44,35 @@ DEFAULT_GRACE_S = 30.0
 SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+    INFERENCE_SERVICE_NAME,  # the Open Inference Protocol (KServe V2), for Triton and KServe clients
 )
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 samples of raw 3x256x256 float32 fit
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # sent: 64 samples of raw 3x256x256 float32 fit
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024  # received: real requests are under 40 kB
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """The proto files of every service this server answers, for server reflection.
+
+    hub.v1, health and reflection live in protobuf's default pool; the open protocol's stubs in a private one
+    (scripts/gen_protos.py: Triton's and KServe's clients register the same ``inference.*`` names in the
+    default pool, and both must load in one process). Reflection reads one pool, so this copies them into one.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+        added.add(file.name)
+
+    for module in (registry_pb2, generation_pb2, grpc_predict_v2_pb2, health_pb2, reflection_pb2):
+        add(module.DESCRIPTOR)
+    return pool
 
 
 @dataclass
@@ -48,6 +83,7 @@ class ServerHandle:
     port: int
     address: str
     generation: GenerationService
+    inference: InferenceService
     hub_thread: HubThread
     health: Any  # grpc_health aio HealthServicer
 
@@ -58,6 +94,7 @@ class ServerHandle:
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
         await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
+        self.inference.draining = True  # and the open protocol's ServerReady says not ready
         await self.server.stop(grace_s)
         await self.generation.close()
         self.hub_thread.close()
@@ -75,6 +112,12 @@ async def start(
     max_loaded_bytes: int | None = None,
     step_level: bool = True,
     alias_ttl_s: float = 1.0,
+    auth_enabled: bool = True,
+    tls: ServerTls | None = None,
+    insecure: bool = False,
+    max_receive_bytes: int = MAX_RECEIVE_BYTES,
+    reflection_enabled: bool = True,
+    health_needs_token: bool = False,
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
@@ -82,38 +125,56 @@ async def start(
     ``max_request_cost``); ``max_loaded_models`` / ``max_loaded_bytes`` bound the loaded-model LRU.
     ``alias_ttl_s``: how long a resolved ``name`` / ``name@alias`` is reused before the
     registry is asked again (an alias moved by another process shows up within it).
+    ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
+    first start creates them and writes ``tokens.json`` into the hub's home. ``tls``:
+    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
     """
+    check_exposure(address, tls, insecure)
     options = EngineOptions(
         max_batch=max_batch, max_request_cost=max_request_cost,
         max_queued_cost=max_queued_cost if max_queued_cost is not None else 8 * max_request_cost,
         max_request_s=max_request_seconds, step_level=step_level,
     )
     models = ModelCache(max_loaded_models, max_loaded_bytes)
+    hub_thread = HubThread(hub)
+    interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
+    if auth_enabled:
+        written = await hub_thread.run(auth.create_initial_tokens, hub.registry, hub.home)
+        if written is not None:
+            log.info("created an admin and a generate token; wrote them to %s (mode 0600)", written)
+        store = hub.registry.tokens
+        authenticator = Authenticator(lambda: hub_thread.run(store.active), health_needs_token=health_needs_token)
+        interceptors.insert(0, AuthInterceptor(authenticator))  # first: refuse before any other work
+    else:
+        log.warning("authentication is off (--no-auth): anyone who reaches %s can generate and move aliases", address)
     server = aio.server(
-        interceptors=[DomainErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
         ],
     )
-    hub_thread = HubThread(hub)
     resolver = Resolver(hub_thread, alias_ttl_s)
     generation = GenerationService(hub_thread, resolver, options, models)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
-    health_servicer = health.aio.HealthServicer()
+    inference = InferenceService(generation)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if reflection_enabled:
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
+                                            pool=reflection_pool())
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
         raise OSError(f"cannot listen on {address}: {exc}; is another server using that port? choose one with --address") from exc
     await server.start()
     for name in (*SERVICE_NAMES, ""):  # "" is the whole server
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
-    return ServerHandle(server, port, f"{host}:{port}", generation, hub_thread, health_servicer)
+    return ServerHandle(server, port, f"{host}:{port}", generation, inference, hub_thread, health_servicer)
 
 
 async def serve(
@@ -157,6 +218,12 @@ class BackgroundServer:
     @property
     def address(self) -> str:
         return self.handle.address
+
+    def client(self, **kwargs: Any) -> Any:
+        """A ``hub.client.Client`` for this server, with the tokens in its hub's home (``tokens.json``)."""
+        from hub.client import Client
+
+        return Client(self.address, home=self.handle.hub_thread.hub.home, **kwargs)
 
     @property
     def port(self) -> int:

@@ -17,12 +17,12 @@ from grpc import aio
 
 from hub.cards import render_card
 from hub.core import Hub
-from hub.errors import InvalidArgument
-from hub.registry.refs import parse_ref
-from hub.server import convert
 from hub.engine import Engine, EngineOptions, Job, Latest
 from hub.engine.models import ModelCache, model_bytes
+from hub.errors import InvalidArgument
 from hub.model import StepEvent
+from hub.registry.refs import parse_ref
+from hub.server import convert
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 T = TypeVar("T")
@@ -139,6 +139,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         if request.page_size > convert.MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {convert.MAX_PAGE_SIZE} (or 0 for {convert.DEFAULT_PAGE_SIZE}), got {request.page_size}")
         page_size = request.page_size or convert.DEFAULT_PAGE_SIZE
+        convert.check_length("page_token", request.page_token, convert.MAX_PAGE_TOKEN_CHARS)
         return await self.hub_thread.run(self._list_models, page_size, request.page_token)
 
     def _list_models(self, page_size: int, page_token: str) -> registry_pb2.ListModelsResponse:
@@ -149,6 +150,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def GetModel(self, request: registry_pb2.GetModelRequest, context: aio.ServicerContext) -> registry_pb2.GetModelResponse:
         if not request.name:
             raise InvalidArgument("name", "is required; give a model name such as ddpm-digits")
+        convert.check_length("name", request.name, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._get_model, request.name)
 
     def _get_model(self, name: str) -> registry_pb2.GetModelResponse:
@@ -169,6 +171,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def ListVersions(self, request: registry_pb2.ListVersionsRequest, context: aio.ServicerContext) -> registry_pb2.ListVersionsResponse:
         if not request.model:
             raise InvalidArgument("model", "is required; give a model name such as ddpm-digits")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._list_versions, request.model)
 
     def _list_versions(self, name: str) -> registry_pb2.ListVersionsResponse:
@@ -178,6 +181,8 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         for field in ("model", "alias", "version"):
             if not getattr(request, field):
                 raise InvalidArgument(field, "is required (SetAlias needs model, alias and version)")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
+        convert.check_length("alias", request.alias, convert.MAX_ALIAS_CHARS)
         record = await self.hub_thread.run(self.hub.registry.set_alias, request.model, request.alias, request.version)
         self.resolver.invalidate()
         return registry_pb2.SetAliasResponse(version=await self.hub_thread.run(self._version_message, record))
@@ -265,7 +270,12 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         self.models = models or ModelCache()
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job, parsed = await self._submit(request, context, preview_every=0, events=None)
+        return await self.generate(convert.parse_generate(request), call_deadline(context))
+
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
+        """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
+        protocol) takes, so admission, batching, deadlines, cancellation and the generation log are the same."""
+        job, parsed = await self._submit(parsed, deadline, events=None)
         assert job.future is not None
         try:
             await asyncio.shield(job.future)
@@ -276,8 +286,9 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
+        parsed = convert.parse_generate(request.request, request.preview_every)
         events: Latest[generation_pb2.Progress] = Latest()
-        job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, events=events)
+        job, parsed = await self._submit(parsed, call_deadline(context), events=events)
         assert job.future is not None
         job.future.add_done_callback(lambda _: events.close())
         try:
@@ -288,18 +299,16 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             job.cancel()  # a client that went away stops its sampling at the next pass
         yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(generate_response(job), parsed))
 
-    async def _submit(self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int,
+    async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *,
                       events: Latest[generation_pb2.Progress] | None) -> tuple[Job, convert.ParsedRequest]:
-        parsed = convert.parse_generate(message, preview_every)
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
-        job = engine_job(parsed, version, await self._model(version), deadline, events)
+        job = engine_job(parsed, version, await self.model(version), deadline, events)
         self.engine.submit(job)
         return job, parsed
 
-    async def _model(self, version: Any) -> Any:
-        """The loaded model of ``version``'s weights; loading one may evict the least recently used idle ones."""
+    async def model(self, version: Any) -> Any:
+        """The loaded model of ``version``'s weights, loading it if no request has yet; loading one may unload the
+        least recently used idle ones (``--max-loaded-models``, ``--max-loaded-bytes``)."""
         key = (version.artifact_digest, version.family)
         model = self.models.get(key)
         if model is None:
@@ -314,3 +323,9 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
 
     async def close(self) -> None:
         await self.engine.close()
+
+
+def call_deadline(context: aio.ServicerContext) -> float | None:
+    """The call's gRPC deadline as a time.monotonic() instant (None: the client set none)."""
+    remaining = context.time_remaining()
+    return time.monotonic() + remaining if remaining is not None else None

@@ -8,6 +8,7 @@ ran.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -29,6 +30,8 @@ _CODES: dict[type[errors.GenhubError], grpc.StatusCode] = {
     errors.ArtifactCorrupt: grpc.StatusCode.DATA_LOSS,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, code in _CODES.items()}
 
@@ -36,14 +39,15 @@ _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for ``exc``.
 
-    Domain errors keep their message (it names the field and the fix); anything
-    else is a server bug: INTERNAL, with the type but not the details.
+    Domain errors keep their message (it names the field and the fix), without
+    server file paths and cut to ``errors.MAX_ERROR_CHARS``; anything else is a
+    server bug: INTERNAL, with the type but not the details.
     """
     for cls, code in _CODES.items():
         if isinstance(exc, cls):
-            return code, str(exc)
+            return code, errors.clean_message(str(exc))
     if isinstance(exc, errors.GenhubError):
-        return grpc.StatusCode.INTERNAL, str(exc)
+        return grpc.StatusCode.INTERNAL, errors.clean_message(str(exc))
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 
@@ -108,7 +112,11 @@ def _wrap_unary(behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) 
     return wrapped
 
 
-def _wrap_stream(behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(behavior: Callable[[Any, aio.ServicerContext], Any]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # A coroutine that writes its messages with context.write (grpcio-health's Watch): await it as one call.
+        return _wrap_unary(behavior)
+
     async def wrapped(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):

@@ -18,6 +18,9 @@ def test_bench_prints_latency_and_throughput_tables(capsys: pytest.CaptureFixtur
     bench.main(["--quick", "--server", "thread", "--clients", "1,8"])
     table = capsys.readouterr().out
     assert "(a) latency of one request" in table and "gRPC loopback, batching off" in table
-    rows = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)] for line in table.split("(b)")[1].splitlines()[2:]]
-    assert [row[0] for row in rows] == [1, 8]
-    assert all(row[1] > 0 and row[3] > 0 for row in rows)  # images/s with batching off and on
+    rows = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)] for line in table.split("(b)")[1].split("(c)")[0].splitlines()[2:]]
+    assert [row[0] for row in rows if row] == [1, 8]
+    assert all(row[1] > 0 and row[3] > 0 for row in rows if row)  # images/s with batching off and on
+    both = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)] for line in table.split("(c)")[1].splitlines()[2:]]
+    assert [row[0] for row in both] == [1, 8]
+    assert all(row[1] > 0 and row[3] > 0 for row in both)  # images/s through hub.v1 and through the open protocol

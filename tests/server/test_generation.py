@@ -28,7 +28,7 @@ WORKER = f"{IMAGE_MODEL}:1"
 
 @pytest.fixture
 def client(server: BackgroundServer) -> Any:
-    with Client(server.address, timeout=30) as opened:
+    with server.client(timeout=30) as opened:
         yield opened
 
 
@@ -123,7 +123,7 @@ def test_batched_results_equal_unbatched_for_the_same_seeds(tiny: TinyHub, serve
     """Requests queued behind a busy worker are merged into one call; each keeps its own images."""
     asks = [dict(seed=1, num_samples=1, class_label=0), dict(seed=2, num_samples=3, class_label=5),
             dict(seed=3, num_samples=2, class_label=9)]
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
         with busy_worker(client):
             queued = [pool.submit(client.generate, IMAGE_MODEL, steps=4, format="tensor", **ask) for ask in asks]
             other = pool.submit(client.generate, IMAGE_MODEL, seed=4, steps=3, format="tensor")  # other steps: not merged
@@ -139,7 +139,7 @@ def test_batched_results_equal_unbatched_for_the_same_seeds(tiny: TinyHub, serve
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates(tiny: TinyHub, server: BackgroundServer) -> None:
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             bad = pool.submit(client.generate, IMAGE_MODEL, seed=1, steps=4, class_label=99)  # past the model's 10 classes
             good = pool.submit(client.generate, IMAGE_MODEL, seed=2, steps=4, class_label=1, format="tensor")
@@ -152,7 +152,7 @@ def test_a_bad_request_does_not_fail_its_batch_mates(tiny: TinyHub, server: Back
 def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
     before = newest_id(tiny)
-    with Client(server.address) as client:
+    with server.client() as client:
         stream = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         for event in stream:
             assert isinstance(event, StepProgress)
@@ -169,7 +169,7 @@ def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: Backg
 
 
 def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, server: BackgroundServer) -> None:
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
             doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=20, params=SLOW, format="tensor"))
@@ -185,7 +185,7 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
     before = newest_id(tiny)
-    with Client(server.address) as client:
+    with server.client() as client:
         with pytest.raises(errors.DeadlineExceeded):
             client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
         wait_logged(tiny, before, "deadline")
@@ -197,7 +197,7 @@ def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: Ba
 
 def test_a_full_queue_answers_resource_exhausted_by_cost(tiny: TinyHub) -> None:
     # costs (passes x rows x 64 values): the running request 500 x 1 x 64 = 32,000; each 2-step one 128
-    with running_server(tiny, max_request_cost=32_000, max_queued_cost=32_200) as server, Client(server.address) as client:
+    with running_server(tiny, max_request_cost=32_000, max_queued_cost=32_200) as server, server.client() as client:
         running = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         assert isinstance(next(running), StepProgress)  # now sampling; the queue is empty
         stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
@@ -212,7 +212,7 @@ def test_a_full_queue_answers_resource_exhausted_by_cost(tiny: TinyHub) -> None:
 
 
 def test_a_request_over_the_cost_limit_is_invalid_argument_naming_its_cost(tiny: TinyHub) -> None:
-    with running_server(tiny, max_request_cost=1000) as server, Client(server.address) as client:
+    with running_server(tiny, max_request_cost=1000) as server, server.client() as client:
         with pytest.raises(errors.InvalidArgument, match=r"num_samples: the request costs 8 passes x 4 rows x 64 values = 2,048 .*"
                                                          r"over the limit of 1,000 for tiny-digits:1; lower num_samples or steps"):
             client.generate(IMAGE_MODEL, seed=1, num_samples=4, steps=8)

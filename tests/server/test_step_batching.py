@@ -28,7 +28,7 @@ def ddpm(tiny: TinyHub) -> str:
 
 def test_ten_short_requests_sent_after_a_1000_step_one_finish_before_it(tiny: TinyHub, ddpm: str) -> None:
     finished: dict[str, float] = {}
-    with running_server(tiny) as server, Client(server.address, timeout=120) as client:
+    with running_server(tiny) as server, server.client(timeout=120) as client:
         stream = client.stream_generate(ddpm, seed=1, sampler="ddpm", steps=1000, format="tensor")
         assert next(stream).step >= 1  # the long request is sampling
 

@@ -389,6 +389,7 @@ class LDMModel(SteppedModel, GenerativeModel):
             "family": LDMFamily.name,
             "output_kind": self.output_kind,
             "latent_shape": list(cfg.latent_shape),
+            "sample_shape": list(self._vae.config.sample_shape) if self._vae is not None else None,  # once loaded
             "autoencoder": cfg.autoencoder,
             "parameters": sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0,
             "text_encoder": cfg.text_encoder,
