@@ -281,8 +281,9 @@ class Lane:
         except Exception as exc:  # noqa: BLE001 - reported per job (domain errors keep their status)
             return [(j, Outcome(_status(exc), error=exc)) for j in jobs]
         finally:
-            self.passes_run += 1
-            self.rows_run += offset
+            passes = reached[0].step if reached else 1  # network passes of the call (a one-pass family reports one step)
+            self.passes_run += passes
+            self.rows_run += offset * passes
             self.observer.on_pass(self.name, offset, len(jobs), time.perf_counter() - started)
         outcomes = []
         for job, value in zip(jobs, values):
