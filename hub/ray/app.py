@@ -110,6 +110,7 @@ class ModelServer:
                       events: Latest[generation_pb2.Progress] | None) -> Job:
         """``deadline`` is wall-clock (set by the ingress, maybe on another node); the engine counts monotonic time."""
         model = await self._load(version)
+        convert.check_supported(model.capabilities, parsed.request)  # an unsupported field fails alone, before queueing
         monotonic = None if deadline is None else time.monotonic() + (deadline - time.time())
         job = engine_job(parsed, version, model, monotonic, events)
         self.engine.submit(job)

@@ -41,7 +41,6 @@ INPUTS: dict[str, str] = {  # name -> datatype; the names are hub.v1 GenerateReq
     "prompt": "BYTES",
 }
 TIMEOUT_PARAMETER = "timeout"  # Triton's per-request timeout parameter, in microseconds
-MAX_REF_CHARS = 256  # model_name
 MAX_VERSION_CHARS = 18  # model_version: digits of a positive int64
 _RAW = {"UINT64": "<u8", "INT32": "<i4", "FP32": "<f4"}  # little-endian element layouts of raw contents
 _TYPED = {"UINT64": "uint64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "BYTES": "bytes_contents"}
@@ -53,8 +52,7 @@ def model_ref(name: str, version: str, *, name_field: str = "model_name", versio
     """A genhub model reference from the protocol's (name, version): "" keeps ``name`` as given, "3" means ``name:3``."""
     if not name:
         raise InvalidArgument(name_field, "is required; give a genhub model reference: NAME, NAME:VERSION or NAME@ALIAS")
-    if len(name) > MAX_REF_CHARS:
-        raise InvalidArgument(name_field, f"must be at most {MAX_REF_CHARS} characters, got {len(name)}")
+    convert.check_length(name_field, name, convert.MAX_REF_CHARS)  # hub.v1's limit on a model reference
     if not version:
         return name
     if len(version) > MAX_VERSION_CHARS or not version.isascii() or not version.isdigit() or int(version) < 1:
@@ -241,22 +239,21 @@ class Signature:
 
 
 def signature(model: Any, family: str) -> Signature:
-    """Read from a loaded model: its output kind, ``describe()`` facts (samplers, conditioning) and sample shape."""
-    facts = model.describe()
-    accepted = ["seed", "num_samples"]
-    if facts.get("samplers"):  # diffusion: a choice of sampler and step count
-        accepted += ["steps", "sampler", "eta"]
-    for name, fact in (("guidance_scale", "supports_guidance"), ("truncation", "supports_truncation"),
-                       ("class_label", "class_conditional"), ("prompt", "text_conditional")):
-        if facts.get(fact):
-            accepted.append(name)
-    shape = [int(d) for d in facts.get("sample_shape") or []]
-    if model.output_kind == "points":
+    """Read from a loaded model's capabilities: the inputs it accepts, its output kind and sample shape."""
+    caps = model.capabilities
+    accepted = {
+        "seed": True, "num_samples": True,
+        "steps": caps.default_sampler is not None, "sampler": caps.default_sampler is not None,  # a choice of sampler
+        "eta": caps.eta, "guidance_scale": caps.guidance, "truncation": caps.truncation,
+        "class_label": caps.num_classes > 0, "prompt": caps.prompts,
+    }
+    shape = [int(d) for d in caps.sample_shape]
+    if caps.output_kind == "points":
         output = (SAMPLES, "FP32", (-1, shape[0] if len(shape) == 1 else -1))
     else:
         c, h, w = shape if len(shape) == 3 else (-1, -1, -1)
         output = (IMAGES, "UINT8", (-1, h, w, c))
-    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if a in accepted), output)
+    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if accepted[a]), output)
 
 
 def metadata_response(name: str, versions: list[int], sig: Signature) -> pb.ModelMetadataResponse:

@@ -302,7 +302,9 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *,
                       events: Latest[generation_pb2.Progress] | None) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
-        job = engine_job(parsed, version, await self.model(version), deadline, events)
+        model = await self.model(version)
+        convert.check_supported(model.capabilities, parsed.request)  # an unsupported field fails here, before queueing
+        job = engine_job(parsed, version, model, deadline, events)
         self.engine.submit(job)
         return job, parsed
 

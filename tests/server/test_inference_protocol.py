@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 import hub
 from hub.server.app import BackgroundServer
-from tests.server.harness import TinyHub
+from tests.server.harness import IMAGE_MODEL, TinyHub
 from tests.server.harness import wait_for
 from tests.server.oip import DATATYPES, connect, hub_v1_pixels, hub_v1_points, inputs, status_of, token_metadata
 
@@ -181,7 +181,7 @@ ERRORS = [  # (request, status code, the message starts with)
      "num_samples: must be >= 0"),
     (raw("stylegan-digits", ("seed", "UINT64", [1], np.array([2**64 - 1], "<u8").tobytes())), "INVALID_ARGUMENT",
      "seed: must be between 0 and 2^63-1"),
-    (typed_request("ddpm-grid25", prompt="a square"), "INVALID_ARGUMENT", "prompts: DDPM models are not text-conditional"),
+    (typed_request("ddpm-grid25", prompt="a square"), "INVALID_ARGUMENT", "prompt: this model is not text-conditional"),
     (typed_request("ldm-shapes", class_label=1, prompt="a square"), "INVALID_ARGUMENT", "class_label, prompt:"),
     (service_pb2.ModelInferRequest(model_name="stylegan-digits", inputs=[{"name": "seed", "datatype": "UINT64", "shape": [1]}]),
      "INVALID_ARGUMENT", "seed: has no data"),
@@ -195,6 +195,11 @@ ERRORS = [  # (request, status code, the message starts with)
     (raw("stylegan-digits", SEED, version="v1"), "INVALID_ARGUMENT", "model_version: must be a version number"),
     (raw("stylegan-digits@latest", SEED, version="1"), "INVALID_ARGUMENT", "model_version: give the version in model_name"),
     (raw("", SEED), "INVALID_ARGUMENT", "model_name: is required"),
+    # hub.v1's edge limits hold for the same values here
+    (raw("m" * 100_000, SEED), "INVALID_ARGUMENT", "model_name: must be at most"),
+    (typed_request("ldm-shapes", sampler="s" * 100_000), "INVALID_ARGUMENT", "sampler:"),
+    (typed_request("ldm-shapes", sampler="dd im\n"), "INVALID_ARGUMENT", "sampler:"),
+    (typed_request("ldm-shapes", prompt="p" * 100_000), "INVALID_ARGUMENT", "prompt: must be at most"),
 ]
 
 
@@ -223,3 +228,28 @@ def test_liveness_is_open_and_the_rest_needs_a_generate_token(server: Background
         for call in (lambda: anonymous.infer("stylegan-digits", inputs(seed=1)), lambda: anonymous.get_model_metadata("stylegan-digits")):
             code, message = status_of(call)
             assert code == "UNAUTHENTICATED" and "authorization: Bearer" in message
+
+
+def test_request_parameters_reach_the_family_and_a_cancelled_infer_stops_sampling(client: triton.InferenceServerClient,
+                                                                                 tiny: TinyHub) -> None:
+    model = tiny.model(IMAGE_MODEL)
+    before = max((g.id for g in tiny.hub.registry.generations(limit=1)), default=0)
+    started = model.steps_taken
+    outcome: list[Any] = []
+    call = client.async_infer(IMAGE_MODEL, inputs(seed=1, steps=500), lambda result, error: outcome.append(error),
+                              parameters={"step_sleep_s": 0.02})  # the tiny family's slow-down param
+    wait_for(lambda: model.steps_taken > started + 3, timeout=60, what="sampling to start")
+    call.cancel()
+    logged = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.id > before and g.status == "cancelled"],
+                      timeout=60, what="the cancelled request in the generation log")
+    assert logged[0].params["params"] == {"step_sleep_s": 0.02}
+    stopped_at = model.steps_taken
+    assert stopped_at - started < 500  # it stopped within a step or two of the cancellation, not at the end
+    wait_for(lambda: outcome, what="tritonclient's callback")
+    assert "CANCELLED" in str(outcome[0].status())
+
+
+def test_the_timeout_parameter_is_a_deadline(client: triton.InferenceServerClient) -> None:
+    code, message = status_of(lambda: client.infer(IMAGE_MODEL, inputs(seed=2, steps=500), parameters={"step_sleep_s": 0.02},
+                                                   timeout=300_000))  # microseconds, as in Triton
+    assert code == "DEADLINE_EXCEEDED" and "deadline" in message
