@@ -230,6 +230,15 @@ class GenerativeModel(ABC):
         """Facts a person may want beyond the capabilities (parameter counts, schedule, training steps)."""
         return self.capabilities.to_dict()
 
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        """The compute ``request`` takes; cheap, no sampling. Families whose rows or passes differ (guidance) override it.
+
+        The default: ``capabilities``' steps (the request's, else the default) passes over its ``sample_shape``.
+        """
+        caps = self.capabilities
+        passes = request.steps if request.steps is not None else caps.default_steps
+        return SampleCost(passes=passes, rows=request.num_samples, values=int(np.prod(caps.sample_shape or (1,))))
+
 
 def can_train(model: GenerativeModel | type[GenerativeModel]) -> bool:
     """Whether a model (or model class) implements ``train``; inference-only ones do not."""
@@ -259,15 +268,6 @@ class InferenceModel(GenerativeModel):
         self.device = torch.device(device)
         self.weights = {k: v.to(self.device) for k, v in self.weights.items()}
         return self
-
-    def sample_cost(self, request: SampleRequest) -> SampleCost:
-        """The compute ``request`` takes; cheap, no sampling. Families whose rows or passes differ (guidance) override it.
-
-        The default: ``capabilities``' steps (the request's, else the default) passes over its ``sample_shape``.
-        """
-        caps = self.capabilities
-        passes = request.steps if request.steps is not None else caps.default_steps
-        return SampleCost(passes=passes, rows=request.num_samples, values=int(np.prod(caps.sample_shape or (1,))))
 
 
 class ModelFamily(ABC):
