@@ -16,6 +16,7 @@ class names are its captions, "a red circle, top left"). Training drops the text
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
