@@ -82,6 +82,7 @@ class DistillConfig(ModelConfig):
     channel_mults: tuple[int, ...] = (1, 2)
     width: int = 128  # points: MLP width
     num_layers: int = 3  # points: residual blocks in the student, hidden layers in D
+    fourier_octaves: int = 0  # points: student and D also see sin/cos of the coordinates (hub.layers); 0: raw
     data_scale: float = 1.0  # the student works on data / data_scale
     regression_weight: float = 1.0  # weight of the mean squared error to the teacher's outputs
     adversarial_weight: float = 0.1  # weight of the non-saturating generator loss
@@ -138,6 +139,7 @@ class DistillModel(GenerativeModel):
             self.G, self.D = build_networks(
                 config.sample_shape, z_dim=0, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 width=config.width, num_layers=config.num_layers, emb_dim=config.emb_dim, conditional_d=False,
+                fourier_octaves=config.fourier_octaves,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0

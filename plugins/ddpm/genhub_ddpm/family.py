@@ -53,6 +53,7 @@ class DDPMConfig(ModelConfig):
     base_channels: int = 32  # unet width of the first level; mlp hidden width
     channel_mults: tuple[int, ...] = (1, 2, 2)  # unet: width multiplier per level, one level per entry
     num_res_blocks: int = 1  # unet: residual blocks per level; mlp: residual blocks in all
+    fourier_octaves: int = 0  # mlp: also feed sin/cos of the coordinates at 2^0..2^(k-1) (sharp modes); 0: raw
     attention_resolutions: tuple[int, ...] = ()  # unet: extra attention at these H; the middle always has it
     dropout: float = 0.0
     num_timesteps: int = 1000
@@ -96,6 +97,8 @@ class DDPMConfig(ModelConfig):
         for name in ("base_channels", "num_res_blocks"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.fourier_octaves <= 16:
+            raise InvalidArgument("fourier_octaves", f"must be between 0 and 16, got {self.fourier_octaves}")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise InvalidArgument("beta_schedule", f"{self.beta_schedule!r} is not one of {list(BETA_SCHEDULES)}")
         if self.prediction_type not in PREDICTION_TYPES:
@@ -116,7 +119,8 @@ class DDPMConfig(ModelConfig):
 def build_network(config: DDPMConfig) -> nn.Module:
     """The denoising network of ``config``: f(x_t, t, labels) -> prediction of ``prediction_type``."""
     if config.network == "mlp":
-        return MLPDenoiser(config.sample_shape[0], config.base_channels, config.num_res_blocks, config.num_classes)
+        return MLPDenoiser(config.sample_shape[0], config.base_channels, config.num_res_blocks, config.num_classes,
+                           config.fourier_octaves)
     c, h, _ = config.sample_shape
     return UNet(
         in_channels=c,
