@@ -59,8 +59,11 @@ def scatter(points: torch.Tensor, size: int = 512, extent: float | None = None,
     """A scatter plot of [N, 2] points; with ``mixture``, each true mode's 3-std circle (the high-quality zone, red)."""
     pts = points.detach().float().cpu().numpy()
     centres = np.asarray(mixture[0], dtype=np.float64) if mixture is not None else np.zeros((0, 2))
-    reach = max(float(np.abs(pts).max()) if len(pts) else 0.0, float(np.abs(centres).max()) if len(centres) else 0.0)
-    extent = extent or reach * 1.1 + 1e-6
+    if len(centres):  # frame the true modes; the rare far outlier falls off the picture rather than shrink it
+        reach = float(np.abs(centres).max()) * 1.35
+    else:
+        reach = float(np.abs(pts).max()) * 1.1 if len(pts) else 1.0
+    extent = extent or reach + 1e-6
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
 

@@ -129,6 +129,8 @@ class ModelServer:
         """A domain error comes back as a value (Ray would wrap a raised one)."""
         work = Work(parsed, version, deadline)
         try:
+            model = await self.load_version(version.ref)
+            convert.check_supported(model.capabilities, parsed.request)  # fails alone, before @serve.batch
             return await self.generate_batch(work)
         except errors.GenhubError as exc:
             return exc
@@ -248,6 +250,7 @@ class ModelServer:
         work = Work(parsed, version, deadline)
         try:
             model = await self.load_version(version.ref)
+            convert.check_supported(model.capabilities, parsed.request)
             job = work.job(convert.resolve_format(parsed.format, model.output_kind, parsed.model))
         except errors.GenhubError as exc:
             yield exc

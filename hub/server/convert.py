@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hub.capabilities import Capabilities
 from hub.errors import InvalidArgument
 from hub.images import png_bytes, to_uint8
 from hub.model import ParamValue, SampleRequest
@@ -177,6 +178,21 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
         preview_every=preview_every,
     )
     return ParsedRequest(message.model, seed, request, message.format, task)
+
+
+# SampleRequest fields -> the GenerateRequest fields a client set them through.
+WIRE_FIELDS = {"class_labels": "class_label", "prompts": "prompt", "seeds": "num_samples"}
+
+
+def check_supported(capabilities: Capabilities, request: SampleRequest) -> None:
+    """``Capabilities.check``, its errors naming the GenerateRequest field (``class_label``, not ``class_labels``)."""
+    try:
+        capabilities.check(request)
+    except InvalidArgument as exc:
+        wire = WIRE_FIELDS.get(exc.field)
+        if wire is None:
+            raise
+        raise InvalidArgument(wire, str(exc)[len(exc.field) + 2 :]) from None
 
 
 def check_length(field: str, value: str, limit: int) -> str:

@@ -239,22 +239,21 @@ class Signature:
 
 
 def signature(model: Any, family: str) -> Signature:
-    """Read from a loaded model: its output kind, ``describe()`` facts (samplers, conditioning) and sample shape."""
-    facts = model.describe()
-    accepted = ["seed", "num_samples"]
-    if facts.get("samplers"):  # diffusion: a choice of sampler and step count
-        accepted += ["steps", "sampler", "eta"]
-    for name, fact in (("guidance_scale", "supports_guidance"), ("truncation", "supports_truncation"),
-                       ("class_label", "class_conditional"), ("prompt", "text_conditional")):
-        if facts.get(fact):
-            accepted.append(name)
-    shape = [int(d) for d in facts.get("sample_shape") or []]
-    if model.output_kind == "points":
+    """Read from a loaded model's capabilities: the inputs it accepts, its output kind and sample shape."""
+    caps = model.capabilities
+    accepted = {
+        "seed": True, "num_samples": True,
+        "steps": caps.default_sampler is not None, "sampler": caps.default_sampler is not None,  # a choice of sampler
+        "eta": caps.eta, "guidance_scale": caps.guidance, "truncation": caps.truncation,
+        "class_label": caps.num_classes > 0, "prompt": caps.prompts,
+    }
+    shape = [int(d) for d in caps.sample_shape]
+    if caps.output_kind == "points":
         output = (SAMPLES, "FP32", (-1, shape[0] if len(shape) == 1 else -1))
     else:
         c, h, w = shape if len(shape) == 3 else (-1, -1, -1)
         output = (IMAGES, "UINT8", (-1, h, w, c))
-    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if a in accepted), output)
+    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if accepted[a]), output)
 
 
 def metadata_response(name: str, versions: list[int], sig: Signature) -> pb.ModelMetadataResponse:

@@ -222,6 +222,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *, stream: bool) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
         worker = await self._worker(version)
+        convert.check_supported(worker.model.capabilities, parsed.request)  # an unsupported field fails here, before any batch
         fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
         job = Job(
             request=parsed.request,

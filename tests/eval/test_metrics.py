@@ -170,3 +170,14 @@ def test_random_features_are_seeded_and_separate_distributions() -> None:
     assert shifted > 5 * same
     with pytest.raises(InvalidArgument, match="images"):
         a(torch.zeros(2, 3, 16, 16))
+
+
+def test_speed_is_timed_in_cpu_time_with_one_thread_so_other_tenants_do_not_count() -> None:
+    import time
+
+    from hub.eval.speed import time_calls
+
+    # a call that sleeps uses wall time but almost no CPU: the CPU clock sees (nearly) nothing of it
+    wall = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0)
+    cpu = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0, clock=time.process_time)
+    assert min(wall) >= 0.02 and max(cpu) < 0.01

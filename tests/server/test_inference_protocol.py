@@ -181,7 +181,7 @@ ERRORS = [  # (request, status code, the message starts with)
      "num_samples: must be >= 0"),
     (raw("stylegan-digits", ("seed", "UINT64", [1], np.array([2**64 - 1], "<u8").tobytes())), "INVALID_ARGUMENT",
      "seed: must be between 0 and 2^63-1"),
-    (typed_request("ddpm-grid25", prompt="a square"), "INVALID_ARGUMENT", "prompts: DDPM models are not text-conditional"),
+    (typed_request("ddpm-grid25", prompt="a square"), "INVALID_ARGUMENT", "prompt: this model is not text-conditional"),
     (typed_request("ldm-shapes", class_label=1, prompt="a square"), "INVALID_ARGUMENT", "class_label, prompt:"),
     (service_pb2.ModelInferRequest(model_name="stylegan-digits", inputs=[{"name": "seed", "datatype": "UINT64", "shape": [1]}]),
      "INVALID_ARGUMENT", "seed: has no data"),

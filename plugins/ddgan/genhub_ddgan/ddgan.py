@@ -16,6 +16,7 @@ import torch
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -33,7 +34,6 @@ from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -188,10 +188,18 @@ class DDGANModel(GenerativeModel):
         return TrainResult(losses=log.losses, extra={"d_losses": log.curves["d"], "g_losses": log.curves["g"],
                                                      "r1_last": r1_last, "log_every": log.every, "train_steps": self.train_steps})
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("ddgan",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each sample's seed, then T generator steps (one StepEvent each); deterministic per seed."""
         cfg, proc = self.config, self.process
-        steps = check_step_request(request, "ddgan", cfg.num_steps)
+        self.capabilities.check(request)
+        steps = cfg.num_steps
         noise = NoiseSource(request.seeds, self.device)
         x = noise.randn(*cfg.sample_shape)  # [N, ...] x_T, the first draw of each seed
         with torch.no_grad():

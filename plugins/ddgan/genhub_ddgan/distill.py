@@ -25,6 +25,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -43,7 +44,6 @@ from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -253,9 +253,16 @@ class DistillModel(GenerativeModel):
 
     # ---- sampling and weights -------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("distill",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each seed exactly as the teacher draws it, then num_steps student steps (one StepEvent each)."""
-        check_step_request(request, "distill", self.config.num_steps)
+        self.capabilities.check(request)
         x_T = NoiseSource(request.seeds, self.device).randn(*self.config.sample_shape)  # [N, ...]
         with torch.no_grad():
             x0 = self.run_student(self.G_ema, x_T, callback, request.preview_every)

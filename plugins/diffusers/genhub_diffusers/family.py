@@ -11,22 +11,20 @@ diffusion model here: per-seed noise, step events, any batching.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 
 from hub.errors import FailedPrecondition, InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
     SampleRequest,
     StepCallback,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
 )
 
 from genhub_diffusers.pipeline import check_model_index, check_unet, make_process
@@ -85,36 +83,20 @@ class DiffusersModel(GenerativeModel):
             )
         self.device = torch.device("cpu")
 
-    def train(
-        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
-    ) -> TrainResult:
-        raise FailedPrecondition(
-            "imported diffusers pipelines are inference-only in genhub; fine-tune in diffusers and import the folder again"
+    @property
+    def capabilities(self) -> Capabilities:
+        """Any registered sampler; class labels when the UNet has class embeddings (then required)."""
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=self.process.num_timesteps, default_steps=cfg.default_steps,
+            eta=True, num_classes=self.num_classes, condition_required=self.num_classes > 0,
         )
-
-    def _check_request(self, request: SampleRequest) -> torch.Tensor | None:
-        """The class labels ([N] int64) of a request, after refusing what this model does not take."""
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        for name in ("truncation", "prompts", "guidance_scale"):
-            if getattr(request, name) is not None:
-                raise InvalidArgument(name, f"imported {self.config.model_index['_class_name']} models do not take {name}; leave it unset")
-        if request.params:
-            raise InvalidArgument("params", f"imported diffusers models take no family parameters, got {sorted(request.params)}")
-        labels = request.class_labels
-        if not self.num_classes:
-            if labels is not None:
-                raise InvalidArgument("class_labels", "this UNet2DModel is unconditional (no num_class_embeds); leave class_labels empty")
-            return None
-        if labels is None or len(labels) != request.num_samples:
-            raise InvalidArgument("class_labels", f"this UNet2DModel is class-conditional: give one label per seed ({request.num_samples})")
-        if any(not 0 <= c < self.num_classes for c in labels):
-            raise InvalidArgument("class_labels", f"labels must be in [0, {self.num_classes - 1}], got {labels[:5]}")
-        return torch.tensor(labels, dtype=torch.long, device=self.device)
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, H, W] in [-1, 1]; from the same initial noise, what the diffusers pipeline returns (scaled to [0, 1])."""
-        labels = self._check_request(request)
+        self.capabilities.check(request)
+        labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
         name = request.sampler or self.config.default_sampler
         sampler = self.context.samplers.get(name)
         default = self.config.default_steps if name == self.config.default_sampler else sampler.default_steps
