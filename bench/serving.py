@@ -7,7 +7,7 @@
 (a) The same request in-process (``Hub.generate``) and through gRPC on loopback
     (``Client.generate``, raw tensors back): p50/p99, their ratio and the added ms.
 (b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
-    image at a time, with batching on (``--batch-window-ms``) and off (window 0).
+    image at a time, with step-level batching on (the default) and off (``--max-batch 1``: one row per pass).
 (c) The same load (batching on) through hub.v1 Generate and through the open
     inference protocol's ModelInfer (KServe V2, what Triton clients send), in alternating slices.
 
@@ -63,7 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
     parser.add_argument("--rounds", type=int, default=4, help="(c): alternating hub.v1 / open protocol slices per cell")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
-    parser.add_argument("--batch-window-ms", type=float, default=5.0, help="window of the batching-on server")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
     # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
@@ -93,17 +92,18 @@ def prepare(args: argparse.Namespace, tmp: Path) -> tuple[Hub, str, str, str]:
 
 
 @contextmanager
-def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms: float) -> Iterator[str]:
-    """A server with the given batching window; yields its address."""
+def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch: int = 64,
+           request_level: bool = False) -> Iterator[str]:
+    """A server with the given batching (``max_batch`` rows per pass; request- or step-level); yields its address."""
     if args.server == "thread":
         from hub.server.app import BackgroundServer
 
-        with BackgroundServer(hub, "127.0.0.1:0", batch_window_ms=window_ms, max_queue=256) as background:
+        with BackgroundServer(hub, "127.0.0.1:0", max_batch=max_batch, step_level=not request_level) as background:
             use_tokens(hub.home)
             yield background.address
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
-               "--batch-window-ms", str(window_ms), "--max-queue", "256"]
+               "--max-batch", str(max_batch), *(["--request-level"] if request_level else [])]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads),  # same threads as in-process
                                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
@@ -247,7 +247,7 @@ def run(argv: list[str] | None = None) -> str:
         hub, ref, db_url, home = prepare(args, Path(tmp))
         try:
             version = hub.resolve(ref)
-            with server(args, hub, db_url, home, 0.0) as off, server(args, hub, db_url, home, args.batch_window_ms) as on:
+            with server(args, hub, db_url, home, max_batch=1) as off, server(args, hub, db_url, home) as on:
                 bare, inproc, results["latency off"], results["latency on"] = latencies(hub, ref, [off, on], args)
                 results["latency bare"] = bare
                 results["round trip"] = round_trip(off, args)
@@ -272,7 +272,7 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
         f"    in-process (Hub.generate)      {base50:7.1f}  {base99:7.1f}      1.00x            -              -",
     ]
     rows = (("bare", "in-process, bare model.sample"), ("off", "gRPC loopback, batching off"),
-            ("on", f"gRPC loopback, {args.batch_window_ms:g} ms window"))
+            ("on", "gRPC loopback, step-level"))
     for label, name in rows:
         p50, p99 = percentiles(results[f"latency {label}"])
         lines.append(f"    {name:<31}{p50:7.1f}  {p99:7.1f}   {p50 / base50:8.2f}x   {p50 - base50:12.1f}   {p99 - base99:12.1f}")

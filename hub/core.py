@@ -165,6 +165,18 @@ class Hub:
             self._loaded[key] = loaded
             return loaded
 
+    def unload(self, artifact_digest: str, family: str) -> int:
+        """Drop the cached models of these weights (on every device); returns how many were dropped.
+
+        A server evicting a model calls this so the hub's cache does not keep the weights alive.
+        """
+        prefix = artifact_digest + ":" + family
+        with self._load_lock:
+            keys = [k for k in self._loaded if k[0] == prefix]
+            for key in keys:
+                del self._loaded[key]
+        return len(keys)
+
     def generate(
         self, ref: str, request: SampleRequest, callback: StepCallback | None = None, *, log: bool = True, seed: int | None = None
     ) -> Generation:

@@ -162,6 +162,26 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SampleCost:
+    """What sampling a request costs: network passes x rows per pass x values per row.
+
+    A row is one sample in one network pass; classifier-free guidance doubles a sample's rows.
+    Servers bound requests (and queues) by ``total``, not by sample count.
+    """
+
+    passes: int
+    rows: int  # rows per pass: samples, or 2 x samples when guided
+    values: int  # values (pixels x channels, or point coordinates) per row
+
+    @property
+    def total(self) -> int:
+        return self.passes * self.rows * self.values
+
+    def describe(self) -> str:
+        return f"{self.passes} passes x {self.rows} rows x {self.values} values = {self.total:,}"
+
+
 class GenerativeModel(ABC):
     """A built model: weights in memory, ready to sample (and to train, for families that train).
 
@@ -209,6 +229,15 @@ class GenerativeModel(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts a person may want beyond the capabilities (parameter counts, schedule, training steps)."""
         return self.capabilities.to_dict()
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        """The compute ``request`` takes; cheap, no sampling. Families whose rows or passes differ (guidance) override it.
+
+        The default: ``capabilities``' steps (the request's, else the default) passes over its ``sample_shape``.
+        """
+        caps = self.capabilities
+        passes = request.steps if request.steps is not None else caps.default_steps
+        return SampleCost(passes=passes, rows=request.num_samples, values=int(np.prod(caps.sample_shape or (1,))))
 
 
 def can_train(model: GenerativeModel | type[GenerativeModel]) -> bool:

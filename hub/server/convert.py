@@ -25,7 +25,7 @@ from hub.model import ParamValue, SampleRequest
 from hub.v1 import generation_pb2, registry_pb2, types_pb2
 
 # Request limits (the proto comments quote them; change both together).
-MAX_NUM_SAMPLES = 64
+MAX_NUM_SAMPLES = 65536  # a bound on the seeds list; what a request may cost is the engine's max_request_cost
 MAX_STEPS = 1000
 MAX_SEED = 2**63 - 1  # the registry stores seeds as signed 64-bit integers
 MAX_ETA = 1.0
