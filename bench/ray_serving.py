@@ -162,7 +162,7 @@ def run(argv: list[str] | None = None) -> str:
         with server(args, hub, db_url, tmp, 5.0) as address:
             results["local (genhub serve, grpc.aio)"] = measure(address, MODEL, args)
         port = runner.free_port()
-        fixed = ServeSettings(num_cpus=args.num_cpus, max_ongoing_requests=64, max_batch_size=64, batch_wait_timeout_s=0.005)
+        fixed = ServeSettings(num_cpus=args.num_cpus, max_ongoing_requests=64, max_batch_size=64)
         scaling = fixed.replace({"max_replicas": args.max_replicas, "target_ongoing_requests": 2, "max_ongoing_requests": 4,
                                  "upscale_delay_s": 2, "downscale_delay_s": 10, "metrics_interval_s": 1,
                                  "look_back_period_s": 3}, "bench")

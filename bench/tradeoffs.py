@@ -132,6 +132,7 @@ def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalO
         "n": first.num_samples,
         "modes": value("modes_covered"), "hq": value("high_quality_share"), "hq_ci": half_ci("high_quality_share"),
         "min_ratio": modes.details.get("min_mode_ratio") if modes is not None else None,
+        "bridge": modes.details.get("bridge_share") if modes is not None else None,
         "fd": value("fd"), "fd_ci": half_ci("fd"), "fd_random": value("fd_random"), "fd_random_ci": half_ci("fd_random"),
         "precision": value("precision"), "recall": value("recall"), "class": value("class_agreement"),
         "nn_ratio": value("nn_ratio"), "copy_share": value("copy_share"),
@@ -157,7 +158,7 @@ def _pm(value: float | None, ci: float | None, spec: str, width: int) -> str:
 
 def print_table(rows: list[dict[str, Any]], hardware: str) -> None:
     header = (f"{'dataset':<10} {'model':<19} {'sampling':<10} {'train s':>7} {'modes':>5} {'min':>4} "
-              f"{'HQ share':>12} {'FD cls':>11} {'FD rnd':>11} {'P':>4} {'R':>4} {'class':>5} {'nn':>4} "
+              f"{'HQ share':>12} {'bridge':>6} {'FD cls':>11} {'FD rnd':>11} {'P':>4} {'R':>4} {'class':>5} {'nn':>4} "
               f"{'copy':>4} {'img/s b1':>8} {'img/s bmax':>10}")
     floors = ", ".join(sorted({f"{r['dataset']} FD {r['fd_floor']:.4g} / rnd {r['fd_random_floor']:.4g}"
                                for r in rows if r["fd_floor"] is not None} |
@@ -167,7 +168,7 @@ def print_table(rows: list[dict[str, Any]], hardware: str) -> None:
     print("-" * len(header))
     for r in rows:
         print(f"{r['dataset']:<10} {r['model']:<19} {r['sampling']:<10} {_fmt(r['train_s'], '7.0f')} "
-              f"{_fmt(r['modes'], '5.1f')} {_fmt(r['min_ratio'], '4.2f')} {_pm(r['hq'], r['hq_ci'], '.3f', 12)} "
+              f"{_fmt(r['modes'], '5.1f')} {_fmt(r['min_ratio'], '4.2f')} {_pm(r['hq'], r['hq_ci'], '.3f', 12)} {_fmt(r['bridge'], '6.3f')} "
               f"{_pm(r['fd'], r['fd_ci'], '.1f', 11)} {_pm(r['fd_random'], r['fd_random_ci'], '.1f', 11)} "
               f"{_fmt(r['precision'], '4.2f')} {_fmt(r['recall'], '4.2f')} {_fmt(r['class'], '5.2f')} "
               f"{_fmt(r['nn_ratio'], '4.2f')} {_fmt(r['copy_share'], '4.2f')} {_fmt(r['ips1'], '8.1f')} "

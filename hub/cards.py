@@ -120,10 +120,8 @@ def write_card(hub: Hub, ref: str, path: Path, *, seed: int = 0, num_samples: in
     version = hub.resolve(ref)
     loaded = hub.load(version.ref)
     n = num_samples or (POINT_SAMPLES if loaded.model.output_kind == "points" else GRID_SAMPLES)
-    labels = None
-    if loaded.model.describe().get("class_conditional"):  # one row per class, as far as the grid goes
-        classes = int(version.config.get("num_classes", 0) or 0)
-        labels = [i % classes for i in range(n)] if classes else None
+    classes = loaded.model.capabilities.num_classes
+    labels = [i % classes for i in range(n)] if classes else None  # one row per class, as far as the grid goes
     samples = hub.generate(version.ref, SampleRequest.from_seed(seed, n, class_labels=labels), log=False).samples
     path = Path(path)
     grid = save_samples(samples, path.with_suffix(".png"), mixture=hub.mixture(version.dataset))

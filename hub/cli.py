@@ -66,6 +66,23 @@ def plugins(ctx: HubContext) -> None:
     out.print(table)
 
 
+@cli.group()
+def plugin() -> None:
+    """Write a new plugin package (`genhub plugin new NAME`)."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder to write genhub-NAME into.")
+def plugin_new(name: str, parent: str) -> None:
+    """Write genhub-NAME: pyproject with the entry point, a family, a bundled checkpoint and a test."""
+    from hub.scaffold import new_plugin
+
+    root = new_plugin(name, Path(parent))
+    out.print(f"wrote {root}; next: pip install -e {root} && pytest {root / 'tests'}")
+
+
 @cli.command()
 @pass_hub
 def datasets(ctx: HubContext) -> None:

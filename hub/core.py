@@ -22,7 +22,7 @@ import torch
 from hub.artifacts import ArtifactStore
 from hub.datasets import Dataset
 from hub.devices import default_device, hardware_description
-from hub.errors import GenhubError, InvalidArgument, clean_message
+from hub.errors import FailedPrecondition, GenhubError, InvalidArgument, clean_message
 from hub.model import (
     BuildContext,
     GenerativeModel,
@@ -32,6 +32,7 @@ from hub.model import (
     StepCallback,
     TrainOptions,
     TrainProgress,
+    can_train,
 )
 from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
 from hub.registry import Registry, VersionRecord
@@ -121,7 +122,8 @@ class Hub:
             self._sync_pretrained(pretrained)
 
     def _sync_pretrained(self, pretrained: PretrainedModel) -> None:
-        digest = self.artifacts.put_file(pretrained.weights)
+        weights = pretrained.weights
+        digest = self.artifacts.put_file(weights) if isinstance(weights, (str, Path)) else self.artifacts.put(weights)
         owner = self.parts.owners.get(("pretrained model", pretrained.name), "")
         self.registry.ensure_model(pretrained.name, pretrained.family, owner, description=_first_line(pretrained.card))
         if self.registry.find_version_by_digest(pretrained.name, digest) is not None:
@@ -163,6 +165,18 @@ class Hub:
             self._loaded[key] = loaded
             return loaded
 
+    def unload(self, artifact_digest: str, family: str) -> int:
+        """Drop the cached models of these weights (on every device); returns how many were dropped.
+
+        A server evicting a model calls this so the hub's cache does not keep the weights alive.
+        """
+        prefix = artifact_digest + ":" + family
+        with self._load_lock:
+            keys = [k for k in self._loaded if k[0] == prefix]
+            for key in keys:
+                del self._loaded[key]
+        return len(keys)
+
     def generate(
         self, ref: str, request: SampleRequest, callback: StepCallback | None = None, *, log: bool = True, seed: int | None = None
     ) -> Generation:
@@ -171,6 +185,7 @@ class Hub:
         start = time.perf_counter()
         status, error = "ok", None
         try:
+            loaded.model.capabilities.check(request)
             samples = loaded.model.sample(request, callback)
             return Generation(samples.cpu(), loaded.version, time.perf_counter() - start)
         except GenhubError as exc:
@@ -249,6 +264,11 @@ class Hub:
             # record it as lineage; its weights are not the student's.
             config = config.replace(**{teacher_key: parent_version.ref})
         model = family.build(config, self.context())
+        if not can_train(model):
+            raise FailedPrecondition(
+                f"family {family_name!r} only samples: its weights are trained elsewhere and registered as they are "
+                "(a plugin's pretrained checkpoint, or `genhub import`); it cannot be trained here"
+            )
         if parent_version is not None and not teacher_key:
             if parent_version.family != family_name:
                 raise InvalidArgument("parent", f"{parent} is a {parent_version.family!r} model, not {family_name!r}")

@@ -94,6 +94,30 @@ class DiffusionProcess:
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
 
+class SamplerState(ABC):
+    """One request's position in a sampler's loop, advanced one network pass at a time.
+
+    What step-level batching needs from a sampler: the timestep of the next pass and the step
+    that consumes its output. The engine puts many states' rows into one network pass.
+    """
+
+    x: torch.Tensor  # [N, ...] the current sample x_t
+    total: int  # steps (network passes) in all
+    done: int  # steps taken
+
+    @abstractmethod
+    def timestep(self) -> int:
+        """The timestep the next network pass runs at (the same for every row of this state)."""
+
+    @abstractmethod
+    def step(self, model_output: torch.Tensor) -> torch.Tensor:
+        """Take one step with the network's output at (x, timestep()); return that step's x0 estimate."""
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+
 class Sampler(ABC):
     """A reverse-diffusion loop. Registered by plugins through ``register_samplers``."""
 
@@ -120,6 +144,22 @@ class Sampler(ABC):
         ``hub.model.report_step`` (which stops the loop if the callback says so);
         ``preview`` is the current x0 estimate every ``preview_every`` steps, else None.
         """
+
+    def start(
+        self, process: DiffusionProcess, x_T: torch.Tensor, *, steps: int, noise: NoiseSource, eta: float = 0.0
+    ) -> SamplerState | None:
+        """The loop as a ``SamplerState`` advanced pass by pass (step-level batching); None: whole loops only.
+
+        A sampler that returns a state must make ``sample`` equal to stepping that state alone.
+        """
+        return None
+
+    def can_step(self) -> bool:
+        """Whether ``start`` steps this sampler: it implements ``start``, and no subclass overrode ``sample`` below it."""
+        mro = type(self).__mro__
+        start_owner = next(c for c in mro if "start" in c.__dict__)
+        sample_owner = next(c for c in mro if "sample" in c.__dict__)
+        return start_owner is not Sampler and issubclass(start_owner, sample_owner)
 
     def check_steps(self, steps: int, process: DiffusionProcess) -> None:
         if not 1 <= steps <= process.num_timesteps:

@@ -94,20 +94,13 @@ class _Row:
 
 
 def is_conditional(model: GenerativeModel, version: VersionRecord) -> bool:
-    """Class-conditional models say so in ``describe()``; ``num_classes`` in the config is the fallback."""
-    described = model.describe()
-    if "class_conditional" in described:
-        return bool(described["class_conditional"])
-    return int(version.config.get("num_classes", 0) or 0) > 0
+    """Class-conditional models say so in their capabilities (``num_classes``)."""
+    return model.capabilities.num_classes > 0
 
 
 def resolved_sampling(model: GenerativeModel, sampler: str | None, steps: int | None) -> tuple[str | None, int | None]:
-    """The sampler and steps a request with these settings runs, as far as the model's ``describe()`` says."""
-    described = model.describe()
-    default_sampler = described.get("default_sampler")
-    if steps is None and sampler in (None, default_sampler):
-        steps = described.get("default_steps", described.get("steps"))
-    return sampler or default_sampler, steps
+    """The sampler and steps a request with these settings runs, as far as the model's capabilities say."""
+    return model.capabilities.resolved(sampler, steps)
 
 
 def draw_samples(model: GenerativeModel, num_samples: int, *, seed: int, sampler: str | None, steps: int | None,

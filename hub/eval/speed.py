@@ -22,7 +22,7 @@ import torch
 from hub.errors import InvalidArgument
 from hub.model import SampleRequest, per_sample_seeds
 
-MAX_BATCH = 64  # the server's largest request (hub.server.convert.MAX_NUM_SAMPLES) and default max batch
+MAX_BATCH = 64  # the server's default max batch (rows per network pass)
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,18 @@ validates the request (``hub.server.convert``), resolves the model reference in
 the registry (or routes a task request: ``hub.server.services.target``, by figures
 measured on the ingress's hardware) and forwards it by ``DeploymentHandle`` to that model's deployment,
 ``ModelServer``. One deployment per model (not per version): resources and
-autoscaling are per model, and the replicas multiplex the model's versions with
-``@serve.multiplexed`` (model id ``name:version``), so a version registered or
-aliased after deployment is served without redeploying. Unary generation is
-batched with ``@serve.batch``; streaming runs one request per sampling call.
+autoscaling are per model, and each replica loads the versions it is asked for
+(an LRU of loaded weights; calls carry the multiplexed model id ``name:version``
+for affinity), so a version registered or aliased after deployment is served
+without redeploying. Each replica runs ``hub.engine``, the local server's engine:
+unary and streaming calls share network passes (step-level batching).
 
 Load and deadlines: each model deployment's handle queue is bounded
 (``max_queued_requests``); past it a request answers RESOURCE_EXHAUSTED. Serve's
 gRPC proxy does not pass a call's deadline on, so clients send it as metadata
-``genhub-timeout-ms``; the ingress turns it into a wall-clock deadline, and a
-replica stops sampling once every request of the sampling call is past its deadline
-(or cancelled): a batch keeps running for the requests still waiting for it. A
-client that cancels a stream reaches the replica through ``hub.ray.proxy``.
+``genhub-timeout-ms``; the ingress turns it into a wall-clock deadline, and the
+engine drops a request's rows at the next pass once it is past its deadline (or
+cancelled). A client that cancels a stream reaches the replica through ``hub.ray.proxy``.
 
 Weights reach replicas by digest from the artifact store (``home`` or
 ``artifacts_root`` on a filesystem every node mounts; ``Hub.load`` verifies the
@@ -30,8 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import grpc
@@ -43,21 +42,20 @@ from ray.serve.handle import DeploymentHandle
 
 from hub import errors
 from hub.core import Hub
-from hub.model import StepEvent
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
 from hub.ray.security import HealthMethods, authenticator_for, secure
 from hub.ray.settings import Overrides, ServeSettings, settings_for
 from hub.server import convert
-from hub.server.batching import Job, merge
+from hub.engine import Engine, EngineOptions, Job, Latest
+from hub.engine.models import ModelCache, model_bytes
 from hub.inference import grpc_predict_v2_pb2 as oip
 from hub.server import inference_codec as codec
 from hub.server.inference_codec import Signature, signature
-from hub.server.services import HubThread, RegistryService, Resolver, target
+from hub.server.services import HubThread, RegistryService, Resolver, engine_job, generate_response, record_generations, target
 from hub.server.status import status_for
-from hub.v1 import generation_pb2, types_pb2
+from hub.v1 import generation_pb2
 
 log = logging.getLogger(__name__)
-STOPPED = (errors.Cancelled, errors.DeadlineExceeded)  # outcomes of requests stopped on purpose, not failures
 
 
 @dataclass(frozen=True)
@@ -72,32 +70,13 @@ class HubArgs:
         return Hub.open(db_url=self.db_url, home=self.home, artifacts_root=self.artifacts_root, sync=False)
 
 
-@dataclass
-class Work:
-    """One generation request inside a replica (a ``Job`` without the local server's queue)."""
-
-    parsed: convert.ParsedRequest
-    version: Any  # VersionRecord
-    deadline: float | None = None  # time.time() seconds (wall clock: set by the ingress, maybe on another node)
-    cancelled: bool = False
-    arrived: float = field(default_factory=time.monotonic)  # at the replica, before @serve.batch's wait
-    _job: Job | None = None
-
-    def job(self, fmt: int) -> Job:
-        deadline = None if self.deadline is None else time.monotonic() + (self.deadline - time.time())
-        self._job = Job(request=self.parsed.request, seed=self.parsed.seed, version=self.version, fmt=fmt, deadline=deadline,
-                        future=asyncio.get_running_loop().create_future(), enqueued_at=self.arrived, cancelled=self.cancelled)
-        return self._job
-
-    def cancel(self) -> None:
-        """The caller went away: its job stops sampling at the next step (once its batch mates are done too)."""
-        self.cancelled = True
-        if self._job is not None:
-            self._job.cancelled = True
-
-
 class ModelServer:
-    """The replicas of one model: load versions by digest, batch unary calls, stream progress."""
+    """The replicas of one model: the same engine as the local server, one per replica (an asyncio task).
+
+    Unary and streaming calls alike become engine jobs, so concurrent calls share network passes (step-level
+    batching), capped at ``max_batch_size`` rows. Loaded weights are an LRU (``max_versions_per_replica``,
+    ``max_loaded_bytes``): an evicted model's lane closes and the hub's cache lets go of it.
+    """
 
     def __init__(self, model: str, hub_args: HubArgs, settings: dict[str, Any]) -> None:
         self.settings = ServeSettings(**settings)
@@ -106,168 +85,84 @@ class ModelServer:
         self.hub = hub_args.open()
         self.hub_thread = HubThread(self.hub)
         self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sample-{model}")
-        self.generate_batch.set_max_batch_size(self.settings.max_batch_size)
-        self.generate_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        s = self.settings
+        self.engine = Engine(
+            EngineOptions(max_batch=s.max_batch_size, max_request_cost=s.max_request_cost,
+                          max_queued_cost=8 * s.max_request_cost, max_request_s=s.max_request_seconds),
+            record=lambda jobs: record_generations(self.hub_thread, jobs),
+        )
+        self.models = ModelCache(s.max_versions_per_replica, s.max_loaded_bytes or None)
 
-        async def load(ref: str) -> Any:  # a plain function: Serve keeps its LRU of loaded versions on it
-            return await self._load(ref)
+    async def _load(self, version: Any) -> Any:
+        """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
+        key = (version.artifact_digest, version.family)
+        model = self.models.get(key)
+        if model is None:
+            model = (await self.hub_thread.run(self.hub.load, version.ref, self.device)).model
+            size = await self.hub_thread.run(model_bytes, model)
+            if key not in self.models:
+                lanes = self.engine.lanes
+                for old in self.models.put(key, model, size, busy=lambda k: k in lanes and not lanes[k].idle):
+                    await self.engine.drop(old)
+                    await self.hub_thread.run(self.hub.unload, *old)
+        return model
 
-        self.load_version = serve.multiplexed(max_num_models_per_replica=self.settings.max_versions_per_replica)(load)
-
-    async def _load(self, ref: str) -> Any:
-        """The model of version ``ref`` (``name:version``); the artifact store verifies the weights' digest."""
-        return (await self.hub_thread.run(self.hub.load, ref, self.device)).model
+    async def _submit(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None,
+                      events: Latest[generation_pb2.Progress] | None) -> Job:
+        """``deadline`` is wall-clock (set by the ingress, maybe on another node); the engine counts monotonic time."""
+        model = await self._load(version)
+        convert.check_supported(model.capabilities, parsed.request)  # an unsupported field fails alone, before queueing
+        monotonic = None if deadline is None else time.monotonic() + (deadline - time.time())
+        job = engine_job(parsed, version, model, monotonic, events)
+        self.engine.submit(job)
+        return job
 
     async def signature(self, version: Any) -> Signature:
         """What the open protocol's ModelMetadata says of ``version`` (read from the loaded model)."""
-        return signature(await self.load_version(version.ref), version.family)
-
-    # -- unary: @serve.batch ------------------------------------------------------------------
+        return signature(await self._load(version), version.family)
 
     async def generate(self, parsed: convert.ParsedRequest, version: Any,
-                       deadline: float | None = None) -> generation_pb2.GenerateResponse | errors.GenhubError:
-        """A domain error comes back as a value (Ray would wrap a raised one)."""
-        work = Work(parsed, version, deadline)
+                       deadline: float | None = None) -> generation_pb2.GenerateResponse | Exception:
+        """An error comes back as a value (Ray would wrap a raised one)."""
         try:
-            return await self.generate_batch(work)
+            job = await self._submit(parsed, version, deadline, None)
         except errors.GenhubError as exc:
             return exc
-        except asyncio.CancelledError:  # the client went away: @serve.batch would sample for nobody
-            work.cancel()
-            raise
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def generate_batch(self, works: list[Work]) -> list[Any]:
-        groups: dict[Any, list[tuple[int, Job]]] = {}
-        results: list[Any] = [None] * len(works)
-        for i, work in enumerate(works):
-            try:
-                model = await self.load_version(work.version.ref)
-                job = work.job(convert.resolve_format(work.parsed.format, model.output_kind, work.parsed.model))
-            except errors.GenhubError as exc:
-                results[i] = exc
-                continue
-            if job.dead():  # expired or cancelled while waiting for the batch: not worth sampling
-                results[i] = (await self._log([job], [_stop_reason(job, " while it waited for a batch")]))[0]
-                continue
-            groups.setdefault((work.version.artifact_digest, job.key), []).append((i, job))
-        for members in groups.values():
-            jobs = [job for _, job in members]
-            outcomes = await self._sample(jobs, record=len(jobs) == 1)
-            if len(jobs) > 1:
-                failed = [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, STOPPED)]
-                if failed:  # one bad request must not fail the rest
-                    outcomes = [(await self._sample([job]))[0] for job in jobs]
-                else:
-                    outcomes = await self._log(jobs, outcomes)
-            for (i, job), outcome in zip(members, outcomes):
-                results[i] = outcome
-        return results
-
-    async def _sample(self, jobs: list[Job], events: asyncio.Queue[generation_pb2.Progress | None] | None = None, *,
-                      record: bool = True) -> list[Any]:
-        """One sampling call for ``jobs``; each gets a GenerateResponse or its error (logged in the registry if ``record``).
-
-        The call stops early only when every job is cancelled or past its deadline: the others still want the batch.
-        """
-        loop = asyncio.get_running_loop()
-        model = await self.load_version(jobs[0].version.ref)
-        offset = 0
-        for job in jobs:
-            job.offset, offset = offset, offset + job.num_samples
-        reached: list[StepEvent] = []  # the last step done, for the stop message
-
-        def run() -> list[list[types_pb2.Image]]:
-            def on_step(event: StepEvent) -> bool:
-                reached[:] = [event]
-                if events is not None:
-                    previews = convert.preview_messages(event.preview, jobs[0].fmt) if event.preview is not None else []
-                    progress = generation_pb2.Progress(step=event.step, total=event.total, previews=previews)
-                    loop.call_soon_threadsafe(events.put_nowait, progress)
-                now = time.monotonic()
-                return not all(job.dead(now) for job in jobs)  # False: report_step raises Cancelled
-
-            samples = model.sample(merge(jobs), on_step).detach().to("cpu")  # [N, C, H, W] or [N, 2]
-            return [convert.image_messages(samples[j.offset : j.offset + j.num_samples], j.fmt) for j in jobs]
-
-        started = time.monotonic()
+        assert job.future is not None
         try:
-            images: list[Any] = await loop.run_in_executor(self._sampler, run)
-        except errors.Cancelled:  # our own on_step stopped it
-            where = f" at step {reached[0].step} of {reached[0].total}" if reached else " before sampling started"
-            images = [_stop_reason(job, where) for job in jobs]
-        except Exception as exc:  # noqa: BLE001 - returned per request; a model bug is INTERNAL
-            if not isinstance(exc, errors.GenhubError):
-                log.exception("model %s failed", self.model)
-            images = [exc] * len(jobs)
-        duration = time.monotonic() - started
-        outcomes: list[Any] = []
-        for job, job_images in zip(jobs, images):
-            if isinstance(job_images, BaseException):
-                outcomes.append(job_images)
-                continue
-            if job.expired():  # its batch mates kept the call running; its client has given up
-                outcomes.append(_stop_reason(job, " before its batch finished"))
-                continue
-            outcomes.append(generation_pb2.GenerateResponse(
-                images=job_images, model_version=convert.version_ref(job.version), seed=job.seed,
-                duration_seconds=duration, queue_seconds=started - job.enqueued_at, batch_samples=offset,
-            ))
-        return await self._log(jobs, outcomes) if record else outcomes
-
-    async def _log(self, jobs: list[Job], outcomes: list[Any]) -> list[Any]:
-        """Log each request in the registry and put the generation ids into the responses."""
-
-        def status(outcome: Any) -> tuple[str, str | None, float]:
-            if isinstance(outcome, generation_pb2.GenerateResponse):
-                return "ok", None, outcome.duration_seconds
-            if isinstance(outcome, errors.DeadlineExceeded):
-                return "deadline", str(outcome), 0.0
-            if isinstance(outcome, errors.Cancelled):
-                return "cancelled", str(outcome), 0.0
-            return "error", f"{type(outcome).__name__}: {outcome}", 0.0
-
-        def write() -> list[int]:
-            return [self.hub.log_generation(j.version, j.request, j.seed, duration, state, error)
-                    for j, (state, error, duration) in zip(jobs, map(status, outcomes))]
-
-        try:
-            ids = await self.hub_thread.run(write)
-        except Exception:  # a registry hiccup must not lose the images
-            log.exception("could not log %d generation(s) of %s", len(jobs), self.model)
-            ids = [0] * len(jobs)
-        for outcome, generation_id in zip(outcomes, ids):
-            if isinstance(outcome, generation_pb2.GenerateResponse):
-                outcome.generation_id = generation_id
-        return outcomes
-
-    # -- streaming ----------------------------------------------------------------------------
+            await asyncio.shield(job.future)
+        finally:
+            job.cancel()  # no-op once finished; a cancelled call (client gone) leaves at the next pass
+        return _response_or_error(job, self.model)
 
     async def stream(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None = None) -> AsyncIterator[Any]:
-        """Yields Progress messages, then the GenerateResponse (or a domain error, as a value)."""
-        work = Work(parsed, version, deadline)
+        """Yields Progress messages (the newest undelivered one: a slow reader costs constant memory), then the
+        GenerateResponse (or the error, as a value)."""
+        events: Latest[generation_pb2.Progress] = Latest()
         try:
-            model = await self.load_version(version.ref)
-            job = work.job(convert.resolve_format(parsed.format, model.output_kind, parsed.model))
+            job = await self._submit(parsed, version, deadline, events)
         except errors.GenhubError as exc:
             yield exc
             return
-        events: asyncio.Queue[generation_pb2.Progress | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self._sample([job], events))
-        task.add_done_callback(lambda _: events.put_nowait(None))
+        assert job.future is not None
+        job.future.add_done_callback(lambda _: events.close())
         try:
             while (progress := await events.get()) is not None:
                 yield progress
-            yield task.result()[0]
+            await job.future
+            yield _response_or_error(job, self.model)
         finally:
-            work.cancel()  # the client went away (or we are done): stop at the next step
+            job.cancel()  # the client went away (or we are done): its rows leave at the next pass
 
 
-def _stop_reason(job: Job, where: str) -> errors.GenhubError:
-    if job.expired():
-        return errors.DeadlineExceeded(f"the request's deadline passed{where}; allow a longer deadline or fewer steps")
-    return errors.Cancelled(f"the client cancelled the request{where}")
+def _response_or_error(job: Job, model: str) -> generation_pb2.GenerateResponse | Exception:
+    try:
+        return generate_response(job)
+    except errors.GenhubError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a model bug: INTERNAL at the ingress, logged here
+        log.error("model %s failed", model, exc_info=exc)
+        return exc
 
 
 def _unwrap(exc: BaseException, model: str | None = None) -> BaseException:

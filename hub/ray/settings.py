@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
 from hub.errors import InvalidArgument
 
 TAG_PREFIX = "serve."
@@ -36,17 +37,19 @@ class ServeSettings:
     downscale_delay_s: float = 600.0
     metrics_interval_s: float = 10.0
     look_back_period_s: float = 30.0
-    max_ongoing_requests: int = 16  # per replica; waiting in @serve.batch counts
+    max_ongoing_requests: int = 16  # per replica: requests in its engine (queued or sampling)
     max_queued_requests: int = 64  # per ingress replica, waiting for a free replica; more: RESOURCE_EXHAUSTED; -1: no limit
-    max_batch_size: int = 16  # requests per @serve.batch call
-    batch_wait_timeout_s: float = 0.01
-    max_versions_per_replica: int = 2  # @serve.multiplexed: versions of the model loaded at once
+    max_batch_size: int = 64  # rows (samples; guided ones count twice) per network pass of the replica's engine
+    max_request_cost: int = DEFAULT_MAX_REQUEST_COST  # network passes x rows x values; more: INVALID_ARGUMENT
+    max_request_seconds: float = 600.0  # deadline of a request that brings none
+    max_versions_per_replica: int = 2  # weights loaded at once per replica (LRU; evicted ones are freed)
+    max_loaded_bytes: int = 0  # bytes of weights loaded at once per replica (LRU); 0: no byte limit
 
     def __post_init__(self) -> None:
-        for name in ("num_cpus", "num_gpus", "memory_gb", "batch_wait_timeout_s"):
+        for name in ("num_cpus", "num_gpus", "memory_gb", "max_loaded_bytes"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("max_replicas", "max_ongoing_requests", "max_batch_size", "max_versions_per_replica"):
+        for name in ("max_replicas", "max_ongoing_requests", "max_batch_size", "max_versions_per_replica", "max_request_cost"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
         if self.max_queued_requests < 1 and self.max_queued_requests != -1:
@@ -57,6 +60,8 @@ class ServeSettings:
         if initial is not None and not self.min_replicas <= initial <= self.max_replicas:
             raise InvalidArgument("initial_replicas", f"must be between min_replicas ({self.min_replicas}) and "
                                   f"max_replicas ({self.max_replicas}), got {initial}")
+        if self.max_request_seconds <= 0:
+            raise InvalidArgument("max_request_seconds", f"must be > 0, got {self.max_request_seconds}")
         if self.target_ongoing_requests <= 0:
             raise InvalidArgument("target_ongoing_requests", f"must be > 0, got {self.target_ongoing_requests}")
 

@@ -24,9 +24,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from hub import auth
 from hub.core import Hub
+from hub.engine import Engine, EngineOptions
+from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
+from hub.engine.models import ModelCache
 from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from hub.server.auth import Authenticator, AuthInterceptor
-from hub.server.batching import BatchOptions, ModelWorker
 from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
 from hub.server.inference_service import InferenceService
 from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
@@ -86,8 +88,8 @@ class ServerHandle:
     health: Any  # grpc_health aio HealthServicer
 
     @property
-    def workers(self) -> dict[tuple[str, str], ModelWorker]:
-        return self.generation.workers
+    def engine(self) -> Engine:
+        return self.generation.engine
 
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
@@ -102,9 +104,13 @@ async def start(
     hub: Hub,
     address: str = DEFAULT_ADDRESS,
     *,
-    batch_window_ms: float = 5.0,
     max_batch: int = 64,
-    max_queue: int = 64,
+    max_request_cost: int = DEFAULT_MAX_REQUEST_COST,
+    max_queued_cost: int | None = None,
+    max_request_seconds: float | None = 600.0,
+    max_loaded_models: int | None = 8,
+    max_loaded_bytes: int | None = None,
+    step_level: bool = True,
     alias_ttl_s: float = 1.0,
     auth_enabled: bool = True,
     tls: ServerTls | None = None,
@@ -115,6 +121,8 @@ async def start(
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
+    Scheduling and limits are ``hub.engine.EngineOptions`` (``max_queued_cost`` defaults to 8 x
+    ``max_request_cost``); ``max_loaded_models`` / ``max_loaded_bytes`` bound the loaded-model LRU.
     ``alias_ttl_s``: how long a resolved ``name`` / ``name@alias`` is reused before the
     registry is asked again (an alias moved by another process shows up within it).
     ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
@@ -122,7 +130,12 @@ async def start(
     serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
     """
     check_exposure(address, tls, insecure)
-    options = BatchOptions(window_s=batch_window_ms / 1000.0, max_batch=max_batch, max_queue=max_queue)
+    options = EngineOptions(
+        max_batch=max_batch, max_request_cost=max_request_cost,
+        max_queued_cost=max_queued_cost if max_queued_cost is not None else 8 * max_request_cost,
+        max_request_s=max_request_seconds, step_level=step_level,
+    )
+    models = ModelCache(max_loaded_models, max_loaded_bytes)
     hub_thread = HubThread(hub)
     interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
     if auth_enabled:
@@ -143,7 +156,7 @@ async def start(
         ],
     )
     resolver = Resolver(hub_thread, alias_ttl_s)
-    generation = GenerationService(hub_thread, resolver, options)
+    generation = GenerationService(hub_thread, resolver, options, models)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
     inference = InferenceService(generation)

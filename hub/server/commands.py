@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 import click
 import torch
 
+from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
 from hub.model import ParamValue
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, without importing grpc.aio here
@@ -18,11 +19,18 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
 
 @click.command()
 @click.option("--address", default=DEFAULT_ADDRESS, show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Wait this long for compatible requests to batch with; 0 turns batching off.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batched sampling call.")
-@click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Requests waiting per model; beyond it calls fail with RESOURCE_EXHAUSTED.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Rows (samples; a guided one counts twice) per network pass, shared by every request of a model.")
+@click.option("--max-request-cost", type=click.IntRange(min=1), default=DEFAULT_MAX_REQUEST_COST, show_default=True,
+              help="Largest request, in network passes x rows x values per row; a model's serve.max_request_cost tag overrides it.")
+@click.option("--max-queued-cost", type=click.IntRange(min=1), default=None,
+              help="Cost a model may have admitted and unfinished; beyond it RESOURCE_EXHAUSTED. [default: 8 x --max-request-cost]")
+@click.option("--max-request-seconds", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Deadline of a request whose client sends none.")
+@click.option("--max-loaded-models", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Models kept loaded; the least recently used idle one is unloaded past it.")
+@click.option("--max-loaded-bytes", type=click.IntRange(min=1), default=None, help="Bytes of weights kept loaded (LRU, as above).")
+@click.option("--request-level", is_flag=True, help="Batch whole requests only, not network passes (for comparison).")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for calls in flight to finish.")
 @click.option("--db", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
@@ -44,7 +52,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
 @click.option("--no-reflection", is_flag=True, help="Do not serve gRPC reflection.")
 @click.option("--health-needs-token", is_flag=True, help="grpc.health.v1 needs a generate token too (open by default).")
 @click.pass_context
-def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: int, max_queue: int, grace: float,
+def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: int, max_queued_cost: int | None,
+          max_request_seconds: float, max_loaded_models: int, max_loaded_bytes: int | None, request_level: bool, grace: float,
           db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
           ray_address: str | None, no_auth: bool, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
           insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool) -> None:
@@ -85,13 +94,15 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
 
     def ready(handle: Any) -> None:
         # One parseable line: tests and scripts that ask for port 0 read the real port from it.
-        click.echo(f"genhub serving on {handle.address} (batch window {batch_window_ms:g} ms, max batch {max_batch}, "
-                   f"max queue {max_queue}); SIGTERM drains and stops", err=True)
+        click.echo(f"genhub serving on {handle.address} ({'request' if request_level else 'step'}-level batching, max batch "
+                   f"{max_batch} rows, max request cost {max_request_cost:,}); SIGTERM drains and stops", err=True)
         sys.stderr.flush()
 
     try:
-        asyncio.run(serve_async(hub, address, grace_s=grace, on_ready=ready, batch_window_ms=batch_window_ms,
-                                max_batch=max_batch, max_queue=max_queue, tls=tls, insecure=insecure,
+        asyncio.run(serve_async(hub, address, grace_s=grace, on_ready=ready, max_batch=max_batch,
+                                max_request_cost=max_request_cost, max_queued_cost=max_queued_cost,
+                                max_request_seconds=max_request_seconds, max_loaded_models=max_loaded_models,
+                                max_loaded_bytes=max_loaded_bytes, step_level=not request_level, tls=tls, insecure=insecure,
                                 max_receive_bytes=int(max_receive_mib * 1024 * 1024),
                                 reflection_enabled=not no_reflection, **security))
     finally:

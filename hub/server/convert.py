@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hub.capabilities import Capabilities
 from hub.errors import InvalidArgument
 from hub.images import png_bytes, to_uint8
 from hub.model import ParamValue, SampleRequest
 from hub.v1 import generation_pb2, registry_pb2, types_pb2
 
 # Request limits (the proto comments quote them; change both together).
-MAX_NUM_SAMPLES = 64
+MAX_NUM_SAMPLES = 65536  # a bound on the seeds list; what a request may cost is the engine's max_request_cost
 MAX_STEPS = 1000
 MAX_SEED = 2**63 - 1  # the registry stores seeds as signed 64-bit integers
 MAX_ETA = 1.0
@@ -177,6 +178,21 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
         preview_every=preview_every,
     )
     return ParsedRequest(message.model, seed, request, message.format, task)
+
+
+# SampleRequest fields -> the GenerateRequest fields a client set them through.
+WIRE_FIELDS = {"class_labels": "class_label", "prompts": "prompt", "seeds": "num_samples"}
+
+
+def check_supported(capabilities: Capabilities, request: SampleRequest) -> None:
+    """``Capabilities.check``, its errors naming the GenerateRequest field (``class_label``, not ``class_labels``)."""
+    try:
+        capabilities.check(request)
+    except InvalidArgument as exc:
+        wire = WIRE_FIELDS.get(exc.field)
+        if wire is None:
+            raise
+        raise InvalidArgument(wire, str(exc)[len(exc.field) + 2 :]) from None
 
 
 def check_length(field: str, value: str, limit: int) -> str:

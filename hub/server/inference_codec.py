@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from hub.errors import InvalidArgument
 from hub.images import to_uint8
@@ -202,7 +201,7 @@ def infer_response(message: pb.ModelInferRequest, response: generation_pb2.Gener
     """A GenerateResponse (raw tensors) as the ModelInferResponse to ``message``: one output, in raw_output_contents."""
     samples = samples_array(response)
     if samples.ndim == 4:  # images: the same uint8 pixels hub.v1 encodes as PNG
-        name, datatype, data = IMAGES, "UINT8", to_uint8(torch.from_numpy(samples))
+        name, datatype, data = IMAGES, "UINT8", to_uint8(samples)
     else:
         name, datatype, data = SAMPLES, "FP32", samples.astype("<f4", copy=False)
     requested = [o.name for o in message.outputs]
@@ -239,22 +238,21 @@ class Signature:
 
 
 def signature(model: Any, family: str) -> Signature:
-    """Read from a loaded model: its output kind, ``describe()`` facts (samplers, conditioning) and sample shape."""
-    facts = model.describe()
-    accepted = ["seed", "num_samples"]
-    if facts.get("samplers"):  # diffusion: a choice of sampler and step count
-        accepted += ["steps", "sampler", "eta"]
-    for name, fact in (("guidance_scale", "supports_guidance"), ("truncation", "supports_truncation"),
-                       ("class_label", "class_conditional"), ("prompt", "text_conditional")):
-        if facts.get(fact):
-            accepted.append(name)
-    shape = [int(d) for d in facts.get("sample_shape") or []]
-    if model.output_kind == "points":
+    """Read from a loaded model's capabilities: the inputs it accepts, its output kind and sample shape."""
+    caps = model.capabilities
+    accepted = {
+        "seed": True, "num_samples": True,
+        "steps": caps.default_sampler is not None, "sampler": caps.default_sampler is not None,  # a choice of sampler
+        "eta": caps.eta, "guidance_scale": caps.guidance, "truncation": caps.truncation,
+        "class_label": caps.num_classes > 0, "prompt": caps.prompts,
+    }
+    shape = [int(d) for d in caps.sample_shape]
+    if caps.output_kind == "points":
         output = (SAMPLES, "FP32", (-1, shape[0] if len(shape) == 1 else -1))
     else:
         c, h, w = shape if len(shape) == 3 else (-1, -1, -1)
         output = (IMAGES, "UINT8", (-1, h, w, c))
-    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if a in accepted), output)
+    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if accepted[a]), output)
 
 
 def metadata_response(name: str, versions: list[int], sig: Signature) -> pb.ModelMetadataResponse:

@@ -10,20 +10,30 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from grpc import aio
 
 from hub.cards import render_card
 from hub.core import Hub
-from hub.errors import Cancelled, DeadlineExceeded, InvalidArgument
+from hub.engine import Engine, EngineOptions, Job, Latest
+from hub.engine.models import ModelCache, model_bytes
+from hub.errors import InvalidArgument
+from hub.model import StepEvent
 from hub.registry.refs import parse_ref
 from hub.server import convert
-from hub.server.batching import BatchOptions, Job, JobResult, ModelWorker
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 T = TypeVar("T")
+COST_TAG = "serve.max_request_cost="
+
+
+class _Idle:
+    idle = True
+
+
+_IDLE = _Idle()  # the lane state of a model with no lane yet
 
 
 class HubThread:
@@ -182,15 +192,82 @@ def _aliases(versions: list[Any]) -> dict[str, int]:
     return {alias: v.version for v in versions for alias in v.aliases}
 
 
-class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
-    """Generate through per-model batching workers; every request is logged in the registry."""
+@dataclass
+class Call:
+    """What a generation RPC keeps with its engine job: the version, the seed, the image format, the log id."""
 
-    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: BatchOptions) -> None:
+    version: Any  # VersionRecord
+    seed: int
+    fmt: int  # types_pb2.ImageFormat, resolved for the model
+    generation_id: int = 0
+
+
+def max_request_cost(version: Any) -> int | None:
+    """The model's own request cost limit (tag ``serve.max_request_cost=N``); None: the server's."""
+    for tag in version.tags:
+        if tag.startswith(COST_TAG):
+            value = tag[len(COST_TAG):]
+            try:
+                return int(float(value))
+            except ValueError:
+                raise InvalidArgument("tags", f"{version.ref} has tag {tag!r}; {COST_TAG}N needs a number N") from None
+    return None
+
+
+def engine_job(parsed: convert.ParsedRequest, version: Any, model: Any, deadline: float | None,
+               events: Latest[generation_pb2.Progress] | None) -> Job:
+    """The engine job of a hub.v1 generation request: images encoded as the request asked, progress to ``events``."""
+    fmt = convert.resolve_format(parsed.format, model.output_kind, parsed.model)
+    on_progress = None
+    if events is not None:
+        loop = asyncio.get_running_loop()
+
+        def on_progress(job: Job, event: StepEvent) -> None:  # on the sampling thread: encode previews there
+            previews = convert.preview_messages(event.preview, fmt) if event.preview is not None else []
+            loop.call_soon_threadsafe(events.put, generation_pb2.Progress(step=event.step, total=event.total, previews=previews))
+
+    return Job(request=parsed.request, model=model, lane=(version.artifact_digest, version.family), name=version.ref,
+               deadline=deadline, max_cost=max_request_cost(version), on_progress=on_progress,
+               encode=lambda samples: convert.image_messages(samples, fmt), context=Call(version, parsed.seed, fmt))
+
+
+async def record_generations(hub_thread: HubThread, jobs: list[Job]) -> None:
+    """The engine's record callback: log each finished job in the registry, keeping its generation id."""
+
+    def write() -> None:
+        for job in jobs:
+            call, outcome = job.context, job.outcome
+            assert outcome is not None
+            call.generation_id = hub_thread.hub.log_generation(
+                call.version, job.request, call.seed, outcome.duration_s, outcome.status, outcome.log_error())
+
+    await hub_thread.run(write)
+
+
+def generate_response(job: Job) -> generation_pb2.GenerateResponse:
+    """The response of a job that ended OK (raises the domain error of one that did not)."""
+    outcome = job.outcome
+    assert outcome is not None
+    if not outcome.ok:
+        assert outcome.error is not None
+        raise outcome.error
+    call = job.context
+    return generation_pb2.GenerateResponse(
+        images=outcome.value, model_version=convert.version_ref(call.version), seed=call.seed,
+        generation_id=call.generation_id, duration_seconds=outcome.duration_s, queue_seconds=outcome.queue_s,
+        batch_samples=outcome.batch_samples,
+    )
+
+
+class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
+    """hub.v1 generation over the engine; every request is logged in the registry."""
+
+    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: EngineOptions, models: ModelCache | None = None) -> None:
         self.hub_thread = hub_thread
         self.hub = hub_thread.hub
         self.resolver = resolver
-        self.options = options
-        self.workers: dict[tuple[str, str], ModelWorker] = {}  # (weights digest, family) -> its worker
+        self.engine = Engine(options, record=lambda jobs: record_generations(hub_thread, jobs))
+        self.models = models or ModelCache()
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
         return await self.generate(convert.parse_generate(request), call_deadline(context))
@@ -198,97 +275,59 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
         """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
         protocol) takes, so admission, batching, deadlines, cancellation and the generation log are the same."""
-        job, parsed = await self._submit(parsed, deadline, stream=False)
+        job, parsed = await self._submit(parsed, deadline, events=None)
+        assert job.future is not None
         try:
-            result = await job.future
+            await asyncio.shield(job.future)
         finally:
-            job.abandon()
-        return convert.annotate_response(_response(job, result), parsed)
+            job.cancel()  # no-op once finished; otherwise the RPC ended early: stop at the next pass
+        return convert.annotate_response(generate_response(job), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
         parsed = convert.parse_generate(request.request, request.preview_every)
-        job, parsed = await self._submit(parsed, call_deadline(context), stream=True)
-        assert job.events is not None
+        events: Latest[generation_pb2.Progress] = Latest()
+        job, parsed = await self._submit(parsed, call_deadline(context), events=events)
+        assert job.future is not None
+        job.future.add_done_callback(lambda _: events.close())
         try:
-            while (progress := await job.events.get()) is not None:
+            while (progress := await events.get()) is not None:
                 yield generation_pb2.StreamGenerateResponse(progress=progress)
-            result = job.future.result()
+            await job.future
         finally:
-            job.abandon()  # a client that went away stops its sampling at the next step
-        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
+            job.cancel()  # a client that went away stops its sampling at the next pass
+        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(generate_response(job), parsed))
 
-    async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *, stream: bool) -> tuple[Job, convert.ParsedRequest]:
+    async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *,
+                      events: Latest[generation_pb2.Progress] | None) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
-        worker = await self._worker(version)
-        fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
-        job = Job(
-            request=parsed.request,
-            seed=parsed.seed,
-            version=version,
-            fmt=fmt,
-            deadline=deadline,
-            future=asyncio.get_running_loop().create_future(),
-            events=asyncio.Queue() if stream else None,
-        )
-        worker.submit(job)
+        model = await self.model(version)
+        convert.check_supported(model.capabilities, parsed.request)  # an unsupported field fails here, before queueing
+        job = engine_job(parsed, version, model, deadline, events)
+        self.engine.submit(job)
         return job, parsed
 
     async def model(self, version: Any) -> Any:
-        """The loaded model of ``version`` (its worker's), loading it if no request has yet."""
-        return (await self._worker(version)).model
-
-    async def _worker(self, version: Any) -> ModelWorker:
-        """The worker of the weights ``version`` names; versions with the same weights share one."""
+        """The loaded model of ``version``'s weights, loading it if no request has yet; loading one may unload the
+        least recently used idle ones (``--max-loaded-models``, ``--max-loaded-bytes``)."""
         key = (version.artifact_digest, version.family)
-        if key not in self.workers:
-            loaded = await self.hub_thread.run(self.hub.load, version.ref)  # verifies the digest; cached by the hub
-            if key not in self.workers:  # another request may have loaded it meanwhile
-                self.workers[key] = ModelWorker(version.ref, loaded.model, self.options, self._log)
-        return self.workers[key]
-
-    async def _log(self, outcomes: list[tuple[Job, JobResult | BaseException, float]]) -> dict[int, int]:
-        """Log each request of a finished batch in the registry; returns id(job) -> generation id."""
-
-        def write() -> dict[int, int]:
-            ids = {}
-            for job, outcome, duration in outcomes:
-                status, error = _status(outcome)
-                ids[id(job)] = self.hub.log_generation(job.version, job.request, job.seed, duration, status, error)
-            return ids
-
-        return await self.hub_thread.run(write)
+        model = self.models.get(key)
+        if model is None:
+            model = (await self.hub_thread.run(self.hub.load, version.ref)).model  # verifies the digest
+            size = await self.hub_thread.run(model_bytes, model)
+            if key not in self.models:  # another request may have loaded it meanwhile
+                evicted = self.models.put(key, model, size, busy=lambda k: not self.engine.lanes.get(k, _IDLE).idle)
+                for old in evicted:
+                    await self.engine.drop(old)
+                    await self.hub_thread.run(self.hub.unload, *old)
+        return model
 
     async def close(self) -> None:
-        for worker in self.workers.values():
-            await worker.close()
-        self.workers.clear()
+        await self.engine.close()
 
 
 def call_deadline(context: aio.ServicerContext) -> float | None:
     """The call's gRPC deadline as a time.monotonic() instant (None: the client set none)."""
     remaining = context.time_remaining()
     return time.monotonic() + remaining if remaining is not None else None
-
-
-def _status(outcome: JobResult | BaseException) -> tuple[str, str | None]:
-    if isinstance(outcome, JobResult):
-        return "ok", None
-    if isinstance(outcome, DeadlineExceeded):
-        return "deadline", str(outcome)
-    if isinstance(outcome, Cancelled):
-        return "cancelled", str(outcome)
-    return "error", f"{type(outcome).__name__}: {outcome}"
-
-
-def _response(job: Job, result: JobResult) -> generation_pb2.GenerateResponse:
-    return generation_pb2.GenerateResponse(
-        images=result.images,
-        model_version=convert.version_ref(job.version),
-        seed=job.seed,
-        generation_id=result.generation_id,
-        duration_seconds=result.duration_s,
-        queue_seconds=result.queue_s,
-        batch_samples=result.batch_samples,
-    )

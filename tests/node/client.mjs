@@ -80,7 +80,7 @@ async function main() {
   const streamed = await streamGenerate({ request: { ...request, num_samples: 1 }, preview_every: 1 });
   let invalid = null;
   try {
-    await unary(generation, "Generate", { ...request, num_samples: 65 });
+    await unary(generation, "Generate", { ...request, num_samples: 65537 });
   } catch (error) {
     invalid = { code: grpc.status[error.code], details: error.details };
   }

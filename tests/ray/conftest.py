@@ -88,7 +88,7 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         **runner.FAST_AUTOSCALING_ENV,
     })
     port = runner.free_port()
-    base = ServeSettings(num_cpus=0.1, max_ongoing_requests=32, max_batch_size=16, batch_wait_timeout_s=0.02)
+    base = ServeSettings(num_cpus=0.1, max_ongoing_requests=32, max_batch_size=16)
     settings = {
         IMAGE_MODEL: base,
         POINTS_MODEL: base,

@@ -48,6 +48,8 @@ def test_node_client_works_unchanged_through_the_serve_proxy(ray_app: str) -> No
     seen = json.loads(done.stdout)
     assert IMAGE_MODEL in seen["models"] and seen["generate"]["images"] == 2 and seen["generate"]["all_png"]
     assert int(seen["generate"]["generation_id"]) > 0
-    assert seen["stream"] == {"steps": [1, 2, 3], "previews": 3, "result_images": 1, "result_png": True}
+    stream = seen["stream"]  # a reader slower than sampling gets the newest progress, older events coalesced
+    assert stream["steps"] == sorted(set(stream["steps"])) and stream["steps"][-1] == 3
+    assert stream["previews"] == len(stream["steps"]) and stream["result_images"] == 1 and stream["result_png"]
     assert seen["invalid"]["code"] == "INVALID_ARGUMENT" and "num_samples" in seen["invalid"]["details"]
 

@@ -58,8 +58,9 @@ def test_a_full_handle_queue_answers_resource_exhausted_naming_the_limit(ray_app
 
 def test_the_timeout_metadata_alone_stops_sampling_on_the_replica(tiny: TinyHub, ray_app: str) -> None:
     """No gRPC deadline at all: only the replica can answer DEADLINE_EXCEEDED, and only by stopping early."""
-    before = newest_id(tiny)
     with Client(ray_app) as client:
+        client.generate(IMAGE_MODEL, seed=5, steps=1)  # the replica has the model loaded: the deadline is all sampling
+        before = newest_id(tiny)
         stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:

@@ -107,8 +107,8 @@ def running_server(tiny: TinyHub, **options: Any) -> Iterator[BackgroundServer]:
 
 @pytest.fixture(scope="session")
 def server(tiny: TinyHub) -> Iterator[BackgroundServer]:
-    """A shared server with a generous batching window."""
-    with running_server(tiny, batch_window_ms=20, max_batch=64, max_queue=16) as started:
+    """A shared server (step-level batching, the defaults)."""
+    with running_server(tiny, max_batch=64) as started:
         yield started
 
 
@@ -123,8 +123,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 
 def worker_state(server: BackgroundServer, name: str) -> tuple[int, int]:
-    """(requests queued, requests sampling) of the worker of model version ``name``, read on the server's loop."""
-    states = server.run(lambda: {w.name: (len(w.pending), len(w.running)) for w in server.handle.workers.values()})
+    """(requests queued, requests sampling) of the engine lane of model version ``name``, read on the server's loop."""
+    states = server.run(lambda: {lane.name: (len(lane.pending), len(lane.active)) for lane in server.handle.engine.lanes.values()})
     return states.get(name, (0, 0))
 
 
@@ -193,7 +193,7 @@ class ServeProcess:
 @pytest.fixture(scope="session")
 def serve_process(tiny: TinyHub) -> Iterator[ServeProcess]:
     """One real `genhub serve` for the session; at the end SIGTERM must stop it cleanly."""
-    process = ServeProcess(tiny, "--batch-window-ms", "10")
+    process = ServeProcess(tiny, "--max-batch", "32")
     try:
         yield process
         assert process.terminate() == 0, process.log

@@ -41,7 +41,7 @@ def test_first_start_writes_one_token_of_each_scope_readable_by_its_owner_only(t
 
 
 def test_a_second_start_keeps_the_tokens(tiny: TinyHub, tokens: dict[str, str]) -> None:
-    with running_server(tiny, batch_window_ms=0):
+    with running_server(tiny):
         assert json.loads((tiny.home / "tokens.json").read_text()) == tokens
 
 
@@ -115,7 +115,7 @@ def test_health_and_reflection_stay_open(server: BackgroundServer) -> None:
 
 
 def test_no_auth_serves_without_tokens(tiny: TinyHub, tmp_path: Path, no_env_token: None) -> None:
-    with running_server(tiny, batch_window_ms=0, auth_enabled=False) as open_server:
+    with running_server(tiny, auth_enabled=False) as open_server:
         with Client(open_server.address, timeout=30, home=tmp_path) as client:
             assert client.set_alias(IMAGE_MODEL, "auth-test-3", 1).ref.version == 1
 

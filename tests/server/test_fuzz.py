@@ -38,7 +38,7 @@ KNOWN = [IMAGE_MODEL, POINTS_MODEL, f"{IMAGE_MODEL}:1", f"{IMAGE_MODEL}@latest",
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TinyHub, ServeProcess]]:
     """A `genhub serve` of its own (fuzzed SetAlias calls move its aliases), on a hub of its own."""
     tiny = open_tiny_hub(tmp_path_factory.mktemp("genhub-fuzz"), bundled=False)
-    process = ServeProcess(tiny, "--batch-window-ms", "2")
+    process = ServeProcess(tiny)
     try:
         yield tiny, process
         assert process.terminate() == 0, process.log[-5000:]

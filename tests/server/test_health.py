@@ -13,7 +13,7 @@ SERVING, NOT_SERVING, UNKNOWN = (health_pb2.HealthCheckResponse.SERVING, health_
 
 
 def test_watch_streams_the_status_until_the_server_stops(tiny: TinyHub) -> None:
-    with running_server(tiny, batch_window_ms=0) as server, grpc.insecure_channel(server.address) as channel:
+    with running_server(tiny) as server, grpc.insecure_channel(server.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[0]), timeout=30)
         assert next(watch).status == SERVING

@@ -41,7 +41,8 @@ def test_python_client_lists_and_generates(tiny: TinyHub, serving: ServeProcess)
         result = client.generate(IMAGE_MODEL, num_samples=2, seed=3, steps=3)
         assert result.samples.shape == (2, 1, 8, 8)
         events = list(client.stream_generate(IMAGE_MODEL, num_samples=1, seed=3, steps=3))
-    assert [e.step for e in events[:-1] if isinstance(e, StepProgress)] == [1, 2, 3]
+    steps = [e.step for e in events[:-1] if isinstance(e, StepProgress)]
+    assert steps == sorted(set(steps)) and steps[-1] == 3  # a slower reader gets the newest progress (coalesced)
     assert isinstance(events[-1], RemoteGeneration)
     logged = {g.id: g for g in tiny.hub.registry.generations(limit=20)}  # the server logged in the shared registry
     assert logged[result.generation_id].status == "ok" and logged[result.generation_id].seed == 3
@@ -70,7 +71,7 @@ def test_generate_remote_streams_progress_for_the_cli(tiny: TinyHub, serving: Se
     seen: list[tuple[int, int]] = []
     samples, described = generate_remote(serving.address, IMAGE_MODEL, num_samples=3, seed=1, steps=4, home=tiny.home,
                                          progress=lambda step, total: seen.append((step, total)))
-    assert samples.shape == (3, 1, 8, 8) and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert samples.shape == (3, 1, 8, 8) and seen[-1] == (4, 4) and seen == sorted(set(seen))  # coalesced when slower
     assert described.startswith(f"{IMAGE_MODEL}:1 (sha256:") and serving.address in described
     with pytest.raises(errors.NotFound):
         generate_remote(serving.address, "missing-model", home=tiny.home)

@@ -20,7 +20,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def test_tls_server_accepts_the_client_with_the_ca_and_refuses_plaintext(tiny: TinyHub, pki: Pki) -> None:
     tls = ServerTls(str(pki.server_cert), str(pki.server_key))
-    with running_server(tiny, batch_window_ms=0, tls=tls) as server:
+    with running_server(tiny, tls=tls) as server:
         with server.client(timeout=30, tls=ClientTls(ca=str(pki.ca))) as client:
             assert client.generate(IMAGE_MODEL, seed=0, steps=2).samples.shape == (1, 1, 8, 8)
         with server.client(timeout=5) as plaintext, pytest.raises(errors.Unavailable):
@@ -32,7 +32,7 @@ def test_tls_server_accepts_the_client_with_the_ca_and_refuses_plaintext(tiny: T
 
 def test_mutual_tls_refuses_a_client_without_a_certificate(tiny: TinyHub, pki: Pki) -> None:
     tls = ServerTls(str(pki.server_cert), str(pki.server_key), client_ca=str(pki.ca))
-    with running_server(tiny, batch_window_ms=0, tls=tls) as server:
+    with running_server(tiny, tls=tls) as server:
         with server.client(timeout=30, tls=ClientTls(str(pki.ca), str(pki.client_cert), str(pki.client_key))) as client:
             assert IMAGE_MODEL in [m.name for m in client.list_models()]
         with server.client(timeout=5, tls=ClientTls(ca=str(pki.ca))) as anonymous, pytest.raises(errors.Unavailable):
@@ -42,7 +42,7 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(tiny: TinyHub, pki: P
 def test_cli_generate_connects_with_tls(tiny: TinyHub, pki: Pki, tmp_path: Path) -> None:
     from hub.server.commands import generate_remote
 
-    with running_server(tiny, batch_window_ms=0, tls=ServerTls(str(pki.server_cert), str(pki.server_key))) as server:
+    with running_server(tiny, tls=ServerTls(str(pki.server_cert), str(pki.server_key))) as server:
         samples, described = generate_remote(server.address, IMAGE_MODEL, num_samples=2, seed=0, steps=2,
                                              home=tiny.home, tls_ca=str(pki.ca))
     assert samples.shape == (2, 1, 8, 8) and described.startswith(IMAGE_MODEL)

@@ -60,7 +60,7 @@ def test_nested_brackets_decode_as_an_invalid_token_not_a_crash() -> None:
 
 
 def test_requests_over_the_receive_limit_are_refused(tiny: TinyHub) -> None:
-    with running_server(tiny, batch_window_ms=0, max_receive_bytes=2048) as small, small.client(timeout=30) as client:
+    with running_server(tiny, max_receive_bytes=2048) as small, small.client(timeout=30) as client:
         stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
         with pytest.raises(grpc.RpcError) as caught:
             stub.Generate(build_request(IMAGE_MODEL, params={"k": "v" * 1000, "l": "w" * 1000, "m": "x" * 1000}), timeout=30)

@@ -8,6 +8,7 @@ through the diffusion posterior q(x_{t-1} | x_t, x_0); a time-conditioned discri
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
@@ -16,24 +17,24 @@ import torch
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
-    StepEvent,
     TrainOptions,
     TrainProgress,
     TrainResult,
-    report_step,
 )
+from hub.stepping import SteppedModel
 
 from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -45,6 +46,7 @@ from genhub_ddgan.common import (
 )
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess, describe_schedule
+from genhub_ddgan.stepping import FewStepTrajectory, concat_z
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -110,7 +112,7 @@ class DDGANConfig(ModelConfig):
         return len(self.sample_shape) == 1
 
 
-class DDGANModel(GenerativeModel):
+class DDGANModel(SteppedModel, GenerativeModel):
     """Generator, time-conditioned discriminator (kept to resume training) and the generator's EMA (samples)."""
 
     output_kind: ClassVar[str] = "image"
@@ -188,21 +190,33 @@ class DDGANModel(GenerativeModel):
         return TrainResult(losses=log.losses, extra={"d_losses": log.curves["d"], "g_losses": log.curves["g"],
                                                      "r1_last": r1_last, "log_every": log.every, "train_steps": self.train_steps})
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("ddgan",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each sample's seed, then T generator steps (one StepEvent each); deterministic per seed."""
-        cfg, proc = self.config, self.process
-        steps = check_step_request(request, "ddgan", cfg.num_steps)
+        return self.sample_alone(request, callback)
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        return SampleCost(self.config.num_steps, request.num_samples, math.prod(self.config.sample_shape))
+
+    def begin(self, request: SampleRequest) -> FewStepTrajectory:
+        cfg = self.config
+        self.capabilities.check(request)
+        steps = cfg.num_steps
         noise = NoiseSource(request.seeds, self.device)
-        x = noise.randn(*cfg.sample_shape)  # [N, ...] x_T, the first draw of each seed
-        with torch.no_grad():
-            for i, step in enumerate(range(steps, 0, -1)):
-                t = torch.full((x.shape[0],), step, dtype=torch.long, device=self.device)
-                z = noise.randn(cfg.z_dim) if cfg.z_dim else None
-                x0 = self.G_ema(x, t, z)
-                x = proc.posterior_sample(x0, x, t, noise.randn_like(x) if step > 1 else None)
-                preview = self._output(x0) if request.preview_every and (i + 1) % request.preview_every == 0 else None
-                report_step(callback, StepEvent(i + 1, steps, preview))
-        return self._output(x)
+        x_T = noise.randn(*cfg.sample_shape)  # [N, ...], the first draw of each seed
+        return FewStepTrajectory(request, noise, x_T, steps, cfg.z_dim, self._move, self._output)
+
+    def _move(self, x0: torch.Tensor, x: torch.Tensor, t: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        return self.process.posterior_sample(x0, x, t, noise.randn_like(x) if int(t[0]) > 1 else None)
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        return self.G_ema(x, t, concat_z(conds))  # [R, ...] x_0 predictions
 
     def _output(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.config.data_scale

@@ -14,6 +14,7 @@ The teacher must draw x_T as the first draw of each sample's ``NoiseSource`` (ge
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
@@ -25,10 +26,12 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
     StepEvent,
@@ -38,12 +41,12 @@ from hub.model import (
     per_sample_seeds,
     report_step,
 )
+from hub.stepping import SteppedModel
 
 from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -55,6 +58,7 @@ from genhub_ddgan.common import (
 )
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess
+from genhub_ddgan.stepping import FewStepTrajectory
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -125,7 +129,7 @@ class DistillConfig(ModelConfig):
         return len(self.sample_shape) == 1
 
 
-class DistillModel(GenerativeModel):
+class DistillModel(SteppedModel, GenerativeModel):
     """The student (sampled through its EMA) and the discriminator that keeps it on the data manifold."""
 
     output_kind: ClassVar[str] = "image"
@@ -253,13 +257,32 @@ class DistillModel(GenerativeModel):
 
     # ---- sampling and weights -------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("distill",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each seed exactly as the teacher draws it, then num_steps student steps (one StepEvent each)."""
-        check_step_request(request, "distill", self.config.num_steps)
-        x_T = NoiseSource(request.seeds, self.device).randn(*self.config.sample_shape)  # [N, ...]
-        with torch.no_grad():
-            x0 = self.run_student(self.G_ema, x_T, callback, request.preview_every)
-        return self._output(x0)
+        return self.sample_alone(request, callback)
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        return SampleCost(self.config.num_steps, request.num_samples, math.prod(self.config.sample_shape))
+
+    def begin(self, request: SampleRequest) -> FewStepTrajectory:
+        self.capabilities.check(request)
+        steps = self.config.num_steps
+        noise = NoiseSource(request.seeds, self.device)
+        x_T = noise.randn(*self.config.sample_shape)  # [N, ...]
+        return FewStepTrajectory(request, noise, x_T, steps, 0, self._move, self._output, result_is_x0=True)
+
+    def _move(self, x0: torch.Tensor, x: torch.Tensor, t: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        return self.process.ddim_step(x0, x, t) if int(t[0]) > 1 else x  # as run_student does
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        return self.G_ema(x, t, None)  # [R, ...] x_0 predictions
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}

@@ -21,10 +21,12 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
     TrainOptions,
@@ -32,6 +34,7 @@ from hub.model import (
     TrainResult,
 )
 from hub.sampling import PREDICTION_TYPES
+from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_ddpm.mlp import MLPDenoiser
 from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
@@ -144,7 +147,7 @@ def _index_batches(n: int, batch_size: int, generator: torch.Generator) -> Itera
         pool = pool[batch_size:]
 
 
-class DDPMModel(GenerativeModel):
+class DDPMModel(SteppedModel, GenerativeModel):
     """A DDPM in memory: the trained network, its EMA (used to sample) and the noise process."""
 
     output_kind: ClassVar[str] = "image"
@@ -260,56 +263,54 @@ class DDPMModel(GenerativeModel):
 
     # ---- sampling -------------------------------------------------------------------------------
 
-    def _class_labels(self, request: SampleRequest) -> torch.Tensor | None:
-        k = self.config.num_classes
-        if request.class_labels is None:
-            return None
-        if k == 0:
-            raise InvalidArgument("class_labels", "this model is unconditional (num_classes=0); leave class_labels empty")
-        if len(request.class_labels) != request.num_samples:
-            raise InvalidArgument(
-                "class_labels", f"give one label per seed: {len(request.class_labels)} labels for {request.num_samples} seeds"
-            )
-        bad = [c for c in request.class_labels if not 0 <= c < k]
-        if bad:
-            raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}] (num_classes={k})")
-        return torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
+    @property
+    def capabilities(self) -> Capabilities:
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=cfg.sample_shape, samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
+            num_classes=cfg.num_classes, guidance=cfg.num_classes > 0,
+        )
 
-    def _check_request(self, request: SampleRequest) -> None:
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        if request.truncation is not None:
-            raise InvalidArgument("truncation", "DDPM models have no truncation (a GAN option); leave it unset")
-        if request.prompts is not None:
-            raise InvalidArgument("prompts", "DDPM models are not text-conditional; leave prompts empty (use class_labels)")
-        if request.params:
-            raise InvalidArgument("params", f"DDPM models take no family parameters, got {sorted(request.params)}")
-        if request.guidance_scale is not None:
-            if request.class_labels is None:
-                raise InvalidArgument("guidance_scale", "guidance needs class_labels (and a class-conditional model)")
-            if not request.guidance_scale >= 0:
-                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {request.guidance_scale}")
+    def _steps(self, request: SampleRequest) -> tuple[str, int]:
+        """(sampler name, steps) ``request`` samples with: its own, or the config's defaults."""
+        name = request.sampler or self.config.default_sampler
+        if request.steps is not None:
+            return name, request.steps
+        if name == self.config.default_sampler:
+            return name, self.config.default_steps
+        # another sampler's default, capped for short processes (a DDPM sampler defaults to 1000)
+        return name, min(self.context.samplers.get(name).default_steps, self.config.num_timesteps)
+
+    def _guidance(self, request: SampleRequest) -> float | None:
+        """The guidance a request runs with; None when its passes are plain (no doubled rows)."""
+        g = request.guidance_scale
+        return g if request.class_labels is not None and g is not None and g != 1.0 else None
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        _, steps = self._steps(request)
+        rows = request.num_samples * (2 if self._guidance(request) is not None else 1)
+        return SampleCost(passes=steps, rows=rows, values=math.prod(self.config.sample_shape))
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, H, W] in [-1, 1] (or [N, D] points), sample i a function of seeds[i] and the request alone."""
-        self._check_request(request)
-        labels = self._class_labels(request)
-        name = request.sampler or self.config.default_sampler
-        sampler = self.context.samplers.get(name)  # NotFound names the samplers there are
-        if request.steps is not None:
-            steps = request.steps
-        elif name == self.config.default_sampler:
-            steps = self.config.default_steps
-        else:  # another sampler's default, capped for short processes (a DDPM sampler defaults to 1000)
-            steps = min(sampler.default_steps, self.config.num_timesteps)
+        if self.can_step(request):
+            return self.sample_alone(request, callback)
+        labels = self._checked_labels(request)  # a sampler with only a whole loop (a third-party one, say)
+        name, steps = self._steps(request)
+        sampler = self.context.samplers.get(name)
         sampler.check_steps(steps, self.process)
         noise = NoiseSource(request.seeds, self.device)
         x_T = noise.randn(*self.config.sample_shape)  # [N, *sample_shape], drawn before any step noise
-        model_fn = self._model_fn(labels, request.guidance_scale)
+        model_fn = self._model_fn(labels, self._guidance(request))
         out = sampler.sample(
             model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta, callback=callback, preview_every=request.preview_every
         )
         return out.clamp(-1.0, 1.0) if self.output_kind == "image" else out
+
+    def can_step(self, request: SampleRequest) -> bool:
+        name = request.sampler or self.config.default_sampler
+        return name not in self.context.samplers or self.context.samplers.get(name).can_step()
 
     def _model_fn(self, labels: torch.Tensor | None, guidance: float | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         ema = self.ema
@@ -318,14 +319,42 @@ class DDPMModel(GenerativeModel):
             return ema(x, t, labels)
 
         def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # Classifier-free guidance: one pass over [cond; uncond], then extrapolate from uncond.
             assert labels is not None and guidance is not None
             null = torch.full_like(labels, self.config.num_classes)
-            both = ema(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-            cond, uncond = both.chunk(2)
+            cond, uncond = ema(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
             return uncond + guidance * (cond - uncond)
 
-        return guided if labels is not None and guidance is not None and guidance != 1.0 else plain
+        return plain if guidance is None else guided
+
+    def _checked_labels(self, request: SampleRequest) -> torch.Tensor | None:
+        self.capabilities.check(request)
+        return None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
+
+    def begin(self, request: SampleRequest) -> DiffusionTrajectory:
+        labels = self._checked_labels(request)
+        name, steps = self._steps(request)
+        sampler = self.context.samplers.get(name)  # NotFound names the samplers there are
+        sampler.check_steps(steps, self.process)
+        if request.preview_every < 0:
+            raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {request.preview_every}")
+        noise = NoiseSource(request.seeds, self.device)
+        x_T = noise.randn(*self.config.sample_shape)  # [N, *sample_shape], drawn before any step noise
+        state = sampler.start(self.process, x_T, steps=steps, noise=noise, eta=request.eta)
+        assert state is not None, f"sampler {name!r} steps (can_step) but start() gave no state"
+        guidance = self._guidance(request)
+        if guidance is not None:
+            assert labels is not None
+            labels = torch.cat([labels, torch.full_like(labels, self.config.num_classes)])  # [cond; null]
+        finish = (lambda x: x.clamp(-1.0, 1.0)) if self.output_kind == "image" else None
+        return DiffusionTrajectory(request, state, labels, guidance, finish)
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        # x: [R, ...], t: [R]; a request without labels uses the null class (what the network does for None)
+        if all(c is None for c in conds):
+            return self.ema(x, t, None)
+        null = self.config.num_classes
+        labels = [c if c is not None else torch.full((n,), null, dtype=torch.long, device=x.device) for c, n in zip(conds, rows)]
+        return self.ema(x, t, torch.cat(labels))
 
     # ---- weights --------------------------------------------------------------------------------
 

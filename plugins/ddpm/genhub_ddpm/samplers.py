@@ -21,7 +21,7 @@ import torch
 
 from hub.errors import InvalidArgument
 from hub.model import NoiseSource, StepCallback, StepEvent, report_step
-from hub.sampling import DiffusionProcess, ModelFn, Sampler
+from hub.sampling import DiffusionProcess, ModelFn, Sampler, SamplerState
 
 __all__ = ["DDIMSampler", "DDPMSampler", "StepOutput", "ddim_step", "ddpm_step", "leading_timesteps", "sampling_timesteps"]
 
@@ -116,6 +116,28 @@ def ddim_step(
     return StepOutput(prev, x0)
 
 
+class _StridedState(SamplerState):
+    """Where a strided loop stands: x_t, the next timestep, and the step function of its sampler."""
+
+    def __init__(self, sampler: _StridedSampler, process: DiffusionProcess, x_T: torch.Tensor, steps: int,
+                 noise: NoiseSource, eta: float) -> None:
+        self.sampler, self.process, self.noise, self.eta = sampler, process, noise, eta
+        self.x, self.total, self.done = x_T, steps, 0
+        self.timesteps = sampling_timesteps(process, steps)
+
+    def timestep(self) -> int:
+        return self.timesteps[self.done]
+
+    def step(self, model_output: torch.Tensor) -> torch.Tensor:
+        if model_output.shape != self.x.shape:
+            raise ValueError(f"model_fn returned shape {tuple(model_output.shape)} for input {tuple(self.x.shape)}; they must match")
+        t = self.timestep()
+        prev_t = self.sampler._prev(self.timesteps, self.done, self.process)
+        self.x, x0 = self.sampler._step(self.process, model_output, t, prev_t, self.x, self.eta, self.noise)
+        self.done += 1
+        return x0
+
+
 class _StridedSampler(Sampler):
     """The loop both samplers share: strided timesteps, one network pass per step, progress after each."""
 
@@ -131,6 +153,15 @@ class _StridedSampler(Sampler):
         """The timestep step i lands on (< 0: clean data)."""
         raise NotImplementedError
 
+    def start(
+        self, process: DiffusionProcess, x_T: torch.Tensor, *, steps: int, noise: NoiseSource, eta: float = 0.0
+    ) -> _StridedState:
+        self.check_steps(steps, process)
+        self._check_eta(eta)
+        if len(noise) != x_T.shape[0]:
+            raise ValueError(f"noise source has {len(noise)} seeds for a batch of {x_T.shape[0]}; give one seed per sample")
+        return _StridedState(self, process, x_T, steps, noise, eta)
+
     def sample(
         self,
         model_fn: ModelFn,
@@ -144,24 +175,16 @@ class _StridedSampler(Sampler):
         preview_every: int = 0,
     ) -> torch.Tensor:
         """Denoise ``x_T`` ([N, ...]) in ``steps`` network passes; return x_0 ([N, ...])."""
-        self.check_steps(steps, process)
-        self._check_eta(eta)
-        if len(noise) != x_T.shape[0]:
-            raise ValueError(f"noise source has {len(noise)} seeds for a batch of {x_T.shape[0]}; give one seed per sample")
         if preview_every < 0:
             raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {preview_every}")
-        timesteps = sampling_timesteps(process, steps)
-        x = x_T
+        state = self.start(process, x_T, steps=steps, noise=noise, eta=eta)
         with torch.no_grad():  # no_grad, not inference_mode: callers may modify the result in place
-            for i, t in enumerate(timesteps):
-                t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # [N]
-                out = model_fn(x, t_batch)
-                if out.shape != x.shape:
-                    raise ValueError(f"model_fn returned shape {tuple(out.shape)} for input {tuple(x.shape)}; they must match")
-                x, x0 = self._step(process, out, t, self._prev(timesteps, i, process), x, eta, noise)
-                preview = x0 if preview_every and (i + 1) % preview_every == 0 else None
-                report_step(callback, StepEvent(i + 1, steps, preview))
-        return x
+            while not state.finished:
+                t_batch = torch.full((state.x.shape[0],), state.timestep(), dtype=torch.long, device=state.x.device)  # [N]
+                x0 = state.step(model_fn(state.x, t_batch))
+                preview = x0 if preview_every and state.done % preview_every == 0 else None
+                report_step(callback, StepEvent(state.done, steps, preview))
+        return state.x
 
 
 class DDPMSampler(_StridedSampler):

@@ -10,24 +10,27 @@ diffusion model here: per-seed noise, step events, any batching.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 
 from hub.errors import FailedPrecondition, InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
 )
+
+from hub.sampling import Sampler
+from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_diffusers.pipeline import check_model_index, check_unet, make_process
 
@@ -64,8 +67,8 @@ class DiffusersConfig(ModelConfig):
         return cls(model_index, unet, scheduler, source, "ddim" if ddim else "ddpm", min(steps, T))
 
 
-class DiffusersModel(GenerativeModel):
-    """An imported UNet2DModel pipeline in memory."""
+class DiffusersModel(SteppedModel, GenerativeModel):
+    """An imported UNet2DModel pipeline in memory; the engine batches its network passes with other requests'."""
 
     output_kind: ClassVar[str] = "image"
 
@@ -85,51 +88,65 @@ class DiffusersModel(GenerativeModel):
             )
         self.device = torch.device("cpu")
 
-    def train(
-        self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
-    ) -> TrainResult:
-        raise FailedPrecondition(
-            "imported diffusers pipelines are inference-only in genhub; fine-tune in diffusers and import the folder again"
+    @property
+    def capabilities(self) -> Capabilities:
+        """Any registered sampler; class labels when the UNet has class embeddings (then required)."""
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=self.process.num_timesteps, default_steps=cfg.default_steps,
+            eta=True, num_classes=self.num_classes, condition_required=self.num_classes > 0,
         )
 
-    def _check_request(self, request: SampleRequest) -> torch.Tensor | None:
-        """The class labels ([N] int64) of a request, after refusing what this model does not take."""
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        for name in ("truncation", "prompts", "guidance_scale"):
-            if getattr(request, name) is not None:
-                raise InvalidArgument(name, f"imported {self.config.model_index['_class_name']} models do not take {name}; leave it unset")
-        if request.params:
-            raise InvalidArgument("params", f"imported diffusers models take no family parameters, got {sorted(request.params)}")
-        labels = request.class_labels
-        if not self.num_classes:
-            if labels is not None:
-                raise InvalidArgument("class_labels", "this UNet2DModel is unconditional (no num_class_embeds); leave class_labels empty")
-            return None
-        if labels is None or len(labels) != request.num_samples:
-            raise InvalidArgument("class_labels", f"this UNet2DModel is class-conditional: give one label per seed ({request.num_samples})")
-        if any(not 0 <= c < self.num_classes for c in labels):
-            raise InvalidArgument("class_labels", f"labels must be in [0, {self.num_classes - 1}], got {labels[:5]}")
-        return torch.tensor(labels, dtype=torch.long, device=self.device)
+    def _steps(self, request: SampleRequest) -> tuple[str, int]:
+        """(sampler name, steps) of ``request``: its own, else the pipeline's default, else that sampler's (capped at T)."""
+        name = request.sampler or self.config.default_sampler
+        if request.steps is not None:
+            return name, request.steps
+        default = self.config.default_steps if name == self.config.default_sampler else self.context.samplers.get(name).default_steps
+        return name, min(default, self.process.num_timesteps)
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        return SampleCost(passes=self._steps(request)[1], rows=request.num_samples, values=math.prod(self.sample_shape))
+
+    def can_step(self, request: SampleRequest) -> bool:
+        name = request.sampler or self.config.default_sampler
+        return name not in self.context.samplers or self.context.samplers.get(name).can_step()
+
+    def _start(self, request: SampleRequest) -> tuple[Sampler, int, NoiseSource, torch.Tensor, torch.Tensor | None]:
+        """Check ``request``; its sampler, steps, noise, x_T ([N, C, H, W]) and class labels ([N] or None)."""
+        self.capabilities.check(request)
+        labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
+        name, steps = self._steps(request)
+        sampler = self.context.samplers.get(name)
+        sampler.check_steps(steps, self.process)
+        noise = NoiseSource(request.seeds, self.device)
+        return sampler, steps, noise, noise.randn(*self.sample_shape), labels  # x_T as the pipeline's per-row generators draw it
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, H, W] in [-1, 1]; from the same initial noise, what the diffusers pipeline returns (scaled to [0, 1])."""
-        labels = self._check_request(request)
-        name = request.sampler or self.config.default_sampler
-        sampler = self.context.samplers.get(name)
-        default = self.config.default_steps if name == self.config.default_sampler else sampler.default_steps
-        steps = request.steps if request.steps is not None else min(default, self.process.num_timesteps)
-        sampler.check_steps(steps, self.process)
-        noise = NoiseSource(request.seeds, self.device)
-        x_T = noise.randn(*self.sample_shape)  # [N, C, H, W], as the pipeline's randn_tensor with one generator per row
+        if self.can_step(request):
+            return self.sample_alone(request, callback)
+        sampler, steps, noise, x_T, labels = self._start(request)  # a sampler with only a whole loop
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.unet(x, t, class_labels=labels).sample
+            return self.network_pass(x, t, [labels], [x.shape[0]])
 
         out = sampler.sample(
             model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta, callback=callback, preview_every=request.preview_every
         )
         return out.clamp(-1.0, 1.0)
+
+    def begin(self, request: SampleRequest) -> DiffusionTrajectory:
+        sampler, steps, noise, x_T, labels = self._start(request)
+        state = sampler.start(self.process, x_T, steps=steps, noise=noise, eta=request.eta)
+        assert state is not None, f"sampler {sampler.name!r} steps (can_step) but start() gave no state"
+        return DiffusionTrajectory(request, state, labels, None, lambda x: x.clamp(-1.0, 1.0))
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        # x: [R, C, H, W], t: [R]; a class-conditional UNet has labels in every request (capabilities require them)
+        labels = torch.cat(conds) if self.num_classes else None
+        return self.unet(x, t, class_labels=labels).sample
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {PREFIX + k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.unet.state_dict().items()}

@@ -28,10 +28,12 @@ from torch import nn
 from hub.errors import FailedPrecondition, InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
     StepEvent,
@@ -40,9 +42,10 @@ from hub.model import (
     TrainResult,
 )
 from hub.sampling import PREDICTION_TYPES
+from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
-from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state, reject
+from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state
 from genhub_ldm.unet import LatentUNet
 from genhub_ldm.vae import VAEModel
 
@@ -119,7 +122,7 @@ class Denoiser(nn.Module):
         return self.unet(x, t, context, mask)
 
 
-class LDMModel(GenerativeModel):
+class LDMModel(SteppedModel, GenerativeModel):
     output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: LDMConfig, context: BuildContext) -> None:
@@ -236,43 +239,36 @@ class LDMModel(GenerativeModel):
 
     # ---- sampling ---------------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Any registered sampler; prompts, or class labels turned into class names; guidance."""
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=self._image_shape(), samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
+            num_classes=len(cfg.class_names), prompts=True, guidance=True, default_guidance=cfg.default_guidance,
+        )
+
+    def _image_shape(self) -> tuple[int, ...]:
+        """[C, H, W] of the decoded images: the autoencoder's, once loaded (else unknown here: ())."""
+        return tuple(self._vae.config.sample_shape) if self._vae is not None else ()
+
     def prompts_for(self, request: SampleRequest) -> list[str] | None:
         """One text per sample (prompts, or class labels turned into class names), or None: unconditional."""
-        n = request.num_samples
-        if request.prompts is not None and request.class_labels is not None:
-            raise InvalidArgument("prompts", "give prompts or class_labels, not both")
         if request.prompts is not None:
-            if len(request.prompts) != n:
-                raise InvalidArgument("prompts", f"give one prompt per seed: {len(request.prompts)} prompts for {n} seeds")
             return list(request.prompts)
         if request.class_labels is not None:
-            k = len(self.config.class_names)
-            if k == 0:
-                raise InvalidArgument("class_labels", "this model has no class names; condition it with prompts")
-            if len(request.class_labels) != n:
-                raise InvalidArgument("class_labels", f"give one label per seed: {len(request.class_labels)} labels for {n} seeds")
-            bad = [c for c in request.class_labels if not 0 <= c < k]
-            if bad:
-                raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}]")
             return [self.config.class_names[c] for c in request.class_labels]
         return None
 
-    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+    def _plan(self, request: SampleRequest) -> tuple[list[str] | None, float | None, str, int]:
+        """(prompts, guidance, sampler, steps) of a checked request; guidance None: plain passes."""
         if self.ema is None:
             raise FailedPrecondition("this ldm has not been trained yet (no text encoder settings); train it first")
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        if request.truncation is not None:
-            raise InvalidArgument("truncation", "latent diffusion has no truncation (a GAN option); leave it unset")
-        reject("params", request.params, f"the ldm takes no family parameters, got {sorted(request.params)}")
+        self.capabilities.check(request)
         prompts = self.prompts_for(request)
         guidance = request.guidance_scale
-        if guidance is not None:
-            if prompts is None:
-                raise InvalidArgument("guidance_scale", "guidance needs a prompt or class label to guide toward")
-            if not 0.0 <= guidance:
-                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {guidance}")
-        elif prompts is not None:
+        if guidance is None and prompts is not None:
             guidance = self.config.default_guidance
         name = request.sampler or self.config.default_sampler
         sampler = self.context.samplers.get(name)  # NotFound lists the registered samplers
@@ -280,10 +276,31 @@ class LDMModel(GenerativeModel):
             self.config.default_steps if name == self.config.default_sampler else min(sampler.default_steps, self.config.num_timesteps)
         )
         sampler.check_steps(steps, self.process)
+        return prompts, None if prompts is None or guidance == 1.0 else guidance, name, steps
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        prompts, guidance, _, steps = self._plan(request)
+        rows = request.num_samples * (2 if guidance is not None else 1)
+        return SampleCost(passes=steps, rows=rows, values=math.prod(self.config.latent_shape))
+
+    def can_step(self, request: SampleRequest) -> bool:
+        name = request.sampler or self.config.default_sampler
+        return name not in self.context.samplers or self.context.samplers.get(name).can_step()
+
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        if self.can_step(request):
+            return self.sample_alone(request, callback)
+        prompts, guidance, name, steps = self._plan(request)  # a sampler with only a whole loop
         vae = self.vae()
         noise = NoiseSource(request.seeds, self.device)
         x_T = noise.randn(*self.config.latent_shape)
-        model_fn = self._model_fn(prompts, guidance)
+        context, mask = self._context(prompts, guidance, request.num_samples)
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if guidance is None:
+                return self.network_pass(x, t, [(context, mask)], [x.shape[0]])
+            cond, uncond = self.network_pass(torch.cat([x, x]), torch.cat([t, t]), [(context, mask)], [2 * x.shape[0]]).chunk(2)
+            return uncond + guidance * (cond - uncond)
 
         def decode_previews(event: StepEvent) -> bool | None:
             if callback is None:
@@ -292,36 +309,44 @@ class LDMModel(GenerativeModel):
             return callback(StepEvent(event.step, event.total, preview))
 
         with torch.no_grad():
-            latents = sampler.sample(
+            latents = self.context.samplers.get(name).sample(
                 model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta,
                 callback=decode_previews, preview_every=request.preview_every,
             )
             return vae.decode(latents)
 
-    def _model_fn(self, prompts: list[str] | None, guidance: float | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _context(self, prompts: list[str] | None, guidance: float | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text context and mask of a request's rows: [cond; uncond] when guided (encoded as one batch)."""
         ema = self.ema
         assert ema is not None
-        n = None
-        if prompts is None or guidance == 1.0:
-            context, mask = ema.text(prompts if prompts is not None else [""])  # validated once, before any step
+        if prompts is None:
+            context, mask = ema.text([""])  # validated once, before any step
+            return context.expand(n, -1, -1), mask.expand(n, -1)
+        return ema.text(prompts if guidance is None else prompts + [""] * n)
+
+    def begin(self, request: SampleRequest) -> DiffusionTrajectory:
+        prompts, guidance, name, steps = self._plan(request)
+        if request.preview_every < 0:
+            raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {request.preview_every}")
+        vae = self.vae()
+        noise = NoiseSource(request.seeds, self.device)
+        x_T = noise.randn(*self.config.latent_shape)
+        state = self.context.samplers.get(name).start(self.process, x_T, steps=steps, noise=noise, eta=request.eta)
+        assert state is not None, f"sampler {name!r} steps (can_step) but start() gave no state"
+        cond = self._context(prompts, guidance, request.num_samples)
+        return DiffusionTrajectory(request, state, cond, guidance, finish=vae.decode, preview=vae.decode)
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        # conds: (context [R_i, L_i, D], mask [R_i, L_i]) per trajectory; shorter contexts padded, padding masked out
+        ema = self.ema
+        assert ema is not None
+        if len(conds) == 1:
+            context, mask = conds[0]
         else:
-            # Conditional and unconditional halves encoded (and later denoised) as one batch.
-            n = len(prompts)
-            context, mask = ema.text(prompts + [""] * n)
-
-        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if n is None:
-                ctx, m = context.expand(x.shape[0], -1, -1), mask.expand(x.shape[0], -1)
-                return ema(x, t, ctx, m)
-            both = ema(torch.cat([x, x]), torch.cat([t, t]), context, mask)
-            cond, uncond = both.chunk(2)
-            return uncond + guidance * (cond - uncond)
-
-        if prompts is not None and n is None:  # plain conditional: one context row per sample
-            def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return ema(x, t, context, mask)
-            return conditional
-        return model_fn
+            length = max(c.shape[1] for c, _ in conds)
+            context = torch.cat([F.pad(c, (0, 0, 0, length - c.shape[1])) for c, _ in conds])
+            mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m in conds])
+        return ema(x, t, context, mask)
 
     # ---- weights ----------------------------------------------------------------------------
 

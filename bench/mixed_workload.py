@@ -1,0 +1,141 @@
+"""Mixed workload, request-level against step-level batching in one run (section (d) of bench/serving.py).
+
+    python bench/mixed_workload.py               # a fresh small DDPM in a temp registry, 60 s per server
+    python bench/mixed_workload.py --quick       # a smoke run
+
+Poisson arrivals at ``--rate`` requests/s for ``--duration`` seconds; each request draws its steps from
+``--step-classes`` (10, 50, 250) and 1-4 samples, streams, and records its latency and its time to the first
+progress event. The same arrival schedule (fixed seed) goes to a server with ``step_level=False`` (requests
+with equal settings merged into one sampling call, run to the end) and one with step-level batching. Reported:
+images/s and network passes/s (read from the server's engine), p50/p99 latency per step class, p50/p99 time to
+first progress. Both servers run in this process (``BackgroundServer``) so their engines' pass counts can be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from grpc import aio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub import auth  # noqa: E402
+from hub.client import build_request  # noqa: E402
+from hub.core import Hub  # noqa: E402
+from hub.server.app import BackgroundServer  # noqa: E402
+from hub.v1 import generation_pb2, generation_pb2_grpc  # noqa: E402
+
+
+def schedule(rate: float, duration: float, classes: list[int], seed: int = 0) -> list[tuple[float, int, int]]:
+    """(send at, steps, samples) of every request: Poisson arrivals, uniform step class and 1-4 samples."""
+    rng = random.Random(seed)
+    out, t = [], rng.expovariate(rate)
+    while t < duration:
+        out.append((t, rng.choice(classes), rng.randint(1, 4)))
+        t += rng.expovariate(rate)
+    return out
+
+
+async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sampler: str) -> list[dict[str, Any]]:
+    async with aio.insecure_channel(address) as channel:
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def one(i: int, at: float, steps: int, samples: int) -> dict[str, Any]:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            sent = loop.time()
+            first = None
+            request = generation_pb2.StreamGenerateRequest(
+                request=build_request(ref, seed=i, num_samples=samples, sampler=sampler, steps=steps, format="tensor"))
+            async for message in stub.StreamGenerate(request, timeout=3600, metadata=DRIVE_METADATA or None):
+                if message.HasField("progress") and first is None:
+                    first = loop.time() - sent
+            return {"steps": steps, "samples": samples, "latency": loop.time() - sent, "first": first or 0.0,
+                    "done": loop.time() - start}
+
+        return await asyncio.gather(*(one(i, *p) for i, p in enumerate(plan)))
+
+
+DRIVE_METADATA: list[tuple[str, str]] = []  # the generate token of the server under test
+
+
+def measure(hub: Hub, ref: str, plan: list[tuple[float, int, int]], sampler: str, step_level: bool) -> dict[str, Any]:
+    """Run ``plan`` against a fresh server; the records plus the server's pass and row counts."""
+    with BackgroundServer(hub, "127.0.0.1:0", step_level=step_level) as server:
+        DRIVE_METADATA[:] = auth.bearer_metadata(auth.client_token(auth.GENERATE, hub.home)) or []
+        warm = [(0.0, min(s for _, s, _ in plan), 1)]
+        asyncio.run(_drive(server.address, ref, warm, sampler))  # load the model, build kernels
+        before = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values()))
+        started = time.perf_counter()
+        records = asyncio.run(_drive(server.address, ref, plan, sampler))
+        elapsed = time.perf_counter() - started
+        passes = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values())) - before
+    return {"records": records, "elapsed": elapsed, "passes": passes}
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, duration: float) -> list[str]:
+    lines = [f"(d) mixed workload: Poisson arrivals {rate:g}/s for {duration:g} s, steps from {classes}, 1-4 samples, streamed",
+             "    batching        images/s  passes/s  " + "".join(f"  {c:>4}-step p50/p99 s" for c in classes)
+             + "   first progress p50/p99 ms"]
+    for label, result in results.items():
+        records = result["records"]
+        images = sum(r["samples"] for r in records) / result["elapsed"]
+        cells = ""
+        for c in classes:
+            lat = [r["latency"] for r in records if r["steps"] == c]
+            cells += f"  {statistics.median(lat) if lat else float('nan'):>8.2f} /{_p(lat, 0.99):>7.2f}"
+        first = [r["first"] * 1000 for r in records]
+        lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {cells}"
+                     f"   {statistics.median(first):>9.1f} /{_p(first, 0.99):>8.1f}")
+    lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both)")
+    return lines
+
+
+def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int]) -> list[str]:
+    plan = schedule(rate, duration, classes)
+    results = {label: measure(hub, ref, plan, sampler, step_level)
+               for label, step_level in (("request-level", False), ("step-level", True))}
+    return render(results, classes, rate, duration)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import bench.serving as serving  # noqa: PLC0415 - reuse its model preparation and machine line
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--step-classes", default="10,50,250")
+    parser.add_argument("--quick", action="store_true")
+    args, rest = parser.parse_known_args(argv)
+    sargs = serving.parse_args(rest + (["--quick"] if args.quick else []))
+    classes = [int(c) for c in args.step_classes.split(",")]
+    if args.quick:
+        args.rate, args.duration, classes = 4.0, 1.0, [2, 4, 8]
+    with tempfile.TemporaryDirectory() as tmp:
+        hub, ref, _, _ = serving.prepare(sargs, Path(tmp))
+        try:
+            lines = run_mixed(hub, ref, sargs.sampler, args.rate, args.duration, classes)
+        finally:
+            hub.close()
+    print(f"genhub mixed-workload benchmark: {ref}, {sargs.sampler}")
+    print(f"machine: {serving.machine()}; torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
