@@ -15,7 +15,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -115,20 +115,28 @@ class NoiseSource:
         return self.randn(*x.shape[1:]).to(dtype=x.dtype)
 
 
+PER_SAMPLE = {"per_sample": True}  # one entry per sample: concatenated when requests share a sampling call
+UNLOGGED = {"logged": False}  # how results are presented, not what they are: left out of the generation log
+
+
 @dataclass
 class SampleRequest:
-    """What to sample. One entry of ``seeds`` per output sample."""
+    """What to sample. One entry of ``seeds`` per output sample.
 
-    seeds: list[int]
+    A new field is declared here (with its metadata) and validated in ``Capabilities.check`` and the wire parsers;
+    the batching key, the merged request of a shared sampling call and the logged parameters follow from the fields.
+    """
+
+    seeds: list[int] = field(metadata=PER_SAMPLE)
     sampler: str | None = None  # None: the family's default
     steps: int | None = None  # None: the family's default
     eta: float = 0.0  # DDIM stochasticity
     guidance_scale: float | None = None  # classifier-free guidance, conditional families
     truncation: float | None = None  # GAN truncation psi
-    class_labels: list[int] | None = None  # one per sample
-    prompts: list[str] | None = None  # one per sample
+    class_labels: list[int] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
+    prompts: list[str] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
     params: dict[str, ParamValue] = field(default_factory=dict)  # family-specific
-    preview_every: int = 0  # 0: no previews in step events
+    preview_every: int = field(default=0, metadata=UNLOGGED)  # 0: no previews in step events
 
     @property
     def num_samples(self) -> int:
@@ -137,6 +145,30 @@ class SampleRequest:
     @classmethod
     def from_seed(cls, seed: int, num_samples: int, **kwargs: Any) -> SampleRequest:
         return cls(seeds=per_sample_seeds(seed, num_samples), **kwargs)
+
+    def batch_key(self) -> Hashable:
+        """Requests with equal keys sample the same way, so they may share one sampling call: every field equal
+        (parameters by type too: 1, 1.0 and True differ), per-sample fields given alike."""
+        return tuple((f.name, getattr(self, f.name) is not None) if f.metadata.get("per_sample")
+                     else (f.name, _hashable(getattr(self, f.name))) for f in dataclasses.fields(self))
+
+    @classmethod
+    def concat(cls, requests: Sequence[SampleRequest]) -> SampleRequest:
+        """One request for a shared sampling call: per-sample fields concatenated in order, the rest the first's."""
+        first = requests[0]
+        joined = {f.name: [x for r in requests for x in getattr(r, f.name)] for f in dataclasses.fields(cls)
+                  if f.metadata.get("per_sample") and getattr(first, f.name) is not None}
+        return dataclasses.replace(first, **joined, params=dict(first.params))
+
+    def logged(self) -> dict[str, Any]:
+        """What a generation's log record keeps of the request (everything but presentation)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("logged", True)}
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple((k, type(v).__name__, v) for k, v in sorted(value.items()))
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
