@@ -274,7 +274,13 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
             label = index
     if not server:
         ctx.hub.load(ref)  # a bad reference or broken weights fail here, before any progress bar
-    mixture = _local_mixture(ctx.hub, ref, task)
+    if server:  # the remote server knows the model: ask it for the dataset, never open a local registry
+        from hub.server.commands import remote_dataset
+
+        dataset = task if ref is None else remote_dataset(server, ref, home=ctx.home, **connection)
+        mixture = ctx.plugins[1].mixture(dataset) if dataset else None
+    else:
+        mixture = _local_mixture(ctx.hub, ref, task)
     num_samples = num_samples or (POINT_SAMPLES if mixture is not None else 16)
     with _progress(transient=True) as bar:
         task_id = bar.add_task(f"generate {ref or task}", total=None, info="")

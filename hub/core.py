@@ -217,11 +217,7 @@ class Hub:
 
     def mixture(self, dataset_name: str) -> tuple[list[list[float]], float] | None:
         """(mode centres, std) of a 2D mixture dataset, for drawing samples over the true modes; None otherwise."""
-        spec = self.parts.datasets.get(dataset_name)
-        if spec is None or spec.kind != "points":
-            return None
-        meta = self.dataset(dataset_name).meta
-        return (meta["centres"], float(meta["std"])) if "centres" in meta and "std" in meta else None
+        return self.parts.mixture(dataset_name)
 
     def train(
         self,

@@ -60,6 +60,17 @@ class Contributions:
         except KeyError:
             raise NotFound(f"no dataset {name!r}; available: {sorted(self.datasets)}") from None
 
+    def mixture(self, dataset_name: str) -> tuple[list[list[float]], float] | None:
+        """(mode centres, std) of a 2D mixture dataset, for drawing samples over the true modes; None otherwise.
+
+        Needs no registry, so a client drawing a remote server's samples can ask too.
+        """
+        spec = self.datasets.get(dataset_name)
+        if spec is None or spec.kind != "points":
+            return None
+        meta = spec.load("train").meta
+        return (meta["centres"], float(meta["std"])) if "centres" in meta and "std" in meta else None
+
 
 class PluginHost:
     """Loads plugins and collects what they register."""

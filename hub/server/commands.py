@@ -110,6 +110,24 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
     click.echo("genhub server stopped", err=True)
 
 
+def remote_dataset(server: str, ref: str, *, home: str | Path | None = None, token: str | None = None, timeout: float | None = None,
+                   tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> str | None:
+    """The dataset the server's version ``ref`` was trained on; None when the server cannot say (unknown model, no access)."""
+    from hub.client import Client
+    from hub.errors import GenhubError
+    from hub.registry.refs import parse_ref
+    from hub.tls import ClientTls
+
+    tls = ClientTls(tls_ca, tls_cert, tls_key) if tls_ca or tls_cert or tls_key else None
+    try:
+        parsed = parse_ref(ref)
+        with Client(server, timeout=timeout or 10.0, token=token, home=home, tls=tls) as client:
+            versions = client.get_model(parsed.model).versions
+    except GenhubError:  # the generate call that follows reports the real error
+        return None
+    return versions[-1].dataset if versions else None
+
+
 def generate_remote(
     server: str,
     ref: str | None,
