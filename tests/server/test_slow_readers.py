@@ -24,12 +24,14 @@ def rss_mib(pid: int) -> float:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
-def read_slowly(client: Client, pause_s: float) -> tuple[int, RemoteGeneration]:
-    events = 0
+def read_slowly(client: Client, pause_s: float, slow_for_s: float) -> tuple[int, RemoteGeneration]:
+    """One event every ``pause_s`` for ``slow_for_s`` seconds (the server samples at full speed meanwhile), then the rest."""
+    events, slow_until = 0, time.monotonic() + slow_for_s
     for event in client.stream_generate(IMAGE_MODEL, **ASK):
         if isinstance(event, StepProgress):
             events += 1
-            time.sleep(pause_s)  # one event every few seconds, while the server samples at full speed
+            if time.monotonic() < slow_until:
+                time.sleep(pause_s)
         else:
             return events, event
     raise AssertionError("the stream ended without a result")
@@ -38,7 +40,7 @@ def read_slowly(client: Client, pause_s: float) -> tuple[int, RemoteGeneration]:
 def test_sixteen_slow_streams_keep_the_servers_memory_bounded(tiny: TinyHub, serve_process: ServeProcess) -> None:
     pid = serve_process.process.pid
     with Client(serve_process.address, timeout=600, home=tiny.home) as client:
-        read_slowly(client, 0.0)  # warm up: the model loaded, buffers and kernels allocated
+        read_slowly(client, 0.0, 0.0)  # warm up: the model loaded, buffers and kernels allocated
         baseline = rss_mib(pid)
         peak = [baseline]
         done = threading.Event()
@@ -52,7 +54,7 @@ def test_sixteen_slow_streams_keep_the_servers_memory_bounded(tiny: TinyHub, ser
         watcher.start()
         try:
             with ThreadPoolExecutor(STREAMS) as pool:
-                results = list(pool.map(lambda _: read_slowly(client, 3.0), range(STREAMS)))
+                results = list(pool.map(lambda _: read_slowly(client, 3.0, 15.0), range(STREAMS)))
         finally:
             done.set()
             watcher.join()
