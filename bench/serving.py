@@ -9,7 +9,7 @@
 (b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
     image at a time, with step-level batching on (the default) and off (``--max-batch 1``: one row per pass).
 (c) The same load (batching on) through hub.v1 Generate and through the open
-    inference protocol's ModelInfer (KServe V2, what Triton clients send), side by side.
+    inference protocol's ModelInfer (KServe V2, what Triton clients send), in alternating slices.
 
 The server is a real `genhub serve` subprocess (``--server subprocess``, the
 default) so that it does not share the benchmark's GIL; ``--server thread`` runs
@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--iterations", type=int, default=100, help="requests per latency measurement")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
+    parser.add_argument("--rounds", type=int, default=4, help="(c): alternating hub.v1 / open protocol slices per cell")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.iterations, args.duration, args.steps = 10, 0.5, 2
+        args.iterations, args.duration, args.steps, args.rounds = 10, 0.5, 2, 2
     if args.model and not (args.db or args.home):
         parser.error("--model needs --db or --home: the registry the model is in")
     return args
@@ -197,14 +198,15 @@ def _caller(channel: aio.Channel, ref: str, args: argparse.Namespace, protocol: 
     return infer
 
 
-async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str) -> tuple[float, float]:
-    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
+async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str,
+                      duration: float) -> tuple[list[int], float]:
+    """(samples per sampling call of each request done, seconds) with ``clients`` concurrent callers for ``duration``."""
     async with aio.insecure_channel(address) as channel:
         one = _caller(channel, ref, args, protocol)
 
         await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, worker, first batch
         loop = asyncio.get_running_loop()
-        stop_at = loop.time() + args.duration
+        stop_at = loop.time() + duration
         done: list[int] = []
 
         async def caller(index: int) -> None:
@@ -216,11 +218,24 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
         start = loop.time()
         await asyncio.gather(*(caller(i) for i in range(clients)))
         elapsed = loop.time() - start
+    return done, elapsed
+
+
+def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
+    """(images per second, mean samples per sampling call) through hub.v1."""
+    done, elapsed = asyncio.run(_throughput(address, ref, clients, args, "hub.v1", args.duration))
     return len(done) / elapsed, statistics.mean(done)
 
 
-def throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str = "hub.v1") -> tuple[float, float]:
-    return asyncio.run(_throughput(address, ref, clients, args, protocol))
+def paired_throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """hub.v1 against the open protocol under the same load: alternating slices (ABBA...), ``args.duration`` seconds
+    in all for each, so a machine whose load drifts during the run weighs on both alike."""
+    totals: dict[str, tuple[list[int], float]] = {"hub.v1": ([], 0.0), "inference": ([], 0.0)}
+    for round_ in range(args.rounds):
+        for protocol in (("hub.v1", "inference") if round_ % 2 == 0 else ("inference", "hub.v1")):
+            done, elapsed = asyncio.run(_throughput(address, ref, clients, args, protocol, args.duration / args.rounds))
+            totals[protocol] = (totals[protocol][0] + done, totals[protocol][1] + elapsed)
+    return {protocol: (len(done) / elapsed, statistics.mean(done)) for protocol, (done, elapsed) in totals.items()}
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -239,7 +254,7 @@ def run(argv: list[str] | None = None) -> str:
                 for n in clients:
                     for label, address in (("off", off), ("on", on)):
                         results[f"tput {label} {n}"] = throughput(address, ref, n, args)
-                    results[f"tput oip {n}"] = throughput(on, ref, n, args, "inference")  # right after hub.v1's "on"
+                    results[f"both {n}"] = paired_throughput(on, ref, n, args)
         finally:
             hub.close()
     return render(args, version, clients, inproc, results)
@@ -268,10 +283,11 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
     for n in clients:
         cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
         lines.append(f"    {n:>7}   {cells}")
-    lines += ["", "(c) the same load through both APIs (batching on): images/s (mean samples per sampling call)",
+    lines += ["", f"(c) the same load through both APIs (batching on; {args.rounds} alternating slices of each): images/s "
+              "(mean samples per sampling call)",
               "    clients          hub.v1 Generate    open protocol ModelInfer    ratio"]
     for n in clients:
-        (v1, v1_batch), (oip, oip_batch) = results[f"tput on {n}"], results[f"tput oip {n}"]
+        (v1, v1_batch), (oip, oip_batch) = results[f"both {n}"]["hub.v1"], results[f"both {n}"]["inference"]
         lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x")
     return "\n".join(lines)
 

@@ -33,9 +33,10 @@ import torch
 from hub.core import Hub
 from hub.devices import hardware_description
 from hub.errors import GenhubError
-from hub.eval.evaluate import EvalOptions
+from hub.eval.evaluate import EvalOptions, resolved_sampling
 from hub.eval.summary import latest
 from hub.model import TrainOptions
+from hub.registry.records import MetricRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/plot.py beside this script
 from plot import Panel, Point, save_plot  # noqa: E402
@@ -110,9 +111,21 @@ def bundled_ref(hub: Hub, family: str, dataset: str) -> str | None:
         models, token = hub.registry.list_models(page_size=1000, page_token=token)
 
 
-def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalOptions) -> dict[str, Any]:
+def _recorded(hub: Hub, ref: str, options: EvalOptions) -> list[MetricRecord]:
+    """The figures an earlier run recorded for ``ref`` with these sampling settings (--reuse), floors included."""
+    sampler, steps = resolved_sampling(hub.load(ref).model, options.sampler, options.steps)
+    floor = [m for m in hub.registry.metrics(ref) if m.name.endswith("_floor") and options.floor]
+    found = [m for m in hub.registry.metrics(ref) if (m.sampler, m.steps) == (sampler, steps)
+             and not m.name.endswith("_floor")]
+    if not found:
+        raise GenhubError(f"{ref} has no figures recorded with {sampler} {steps}; run without --reuse")
+    return sorted(found, key=lambda m: m.id) + sorted(floor, key=lambda m: m.id)
+
+
+def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalOptions,
+         reuse: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
-    records = hub.evaluate(ref, options)
+    records = _recorded(hub, ref, options) if reuse else hub.evaluate(ref, options)
     figures = latest(records)
     version = hub.resolve(ref)
     first = records[0]
@@ -132,6 +145,7 @@ def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalO
         "n": first.num_samples,
         "modes": value("modes_covered"), "hq": value("high_quality_share"), "hq_ci": half_ci("high_quality_share"),
         "min_ratio": modes.details.get("min_mode_ratio") if modes is not None else None,
+        "bridge": modes.details.get("bridge_share") if modes is not None else None,
         "fd": value("fd"), "fd_ci": half_ci("fd"), "fd_random": value("fd_random"), "fd_random_ci": half_ci("fd_random"),
         "precision": value("precision"), "recall": value("recall"), "class": value("class_agreement"),
         "nn_ratio": value("nn_ratio"), "copy_share": value("copy_share"),
@@ -157,9 +171,9 @@ def _pm(value: float | None, ci: float | None, spec: str, width: int) -> str:
 
 def print_table(rows: list[dict[str, Any]], hardware: str) -> None:
     header = (f"{'dataset':<10} {'model':<19} {'sampling':<10} {'train s':>7} {'modes':>5} {'min':>4} "
-              f"{'HQ share':>12} {'FD cls':>11} {'FD rnd':>11} {'P':>4} {'R':>4} {'class':>5} {'nn':>4} "
+              f"{'HQ share':>12} {'bridge':>6} {'FD cls':>11} {'FD rnd':>11} {'P':>4} {'R':>4} {'class':>5} {'nn':>4} "
               f"{'copy':>4} {'img/s b1':>8} {'img/s bmax':>10}")
-    floors = ", ".join(sorted({f"{r['dataset']} FD {r['fd_floor']:.4g} / rnd {r['fd_random_floor']:.4g}"
+    floors = ", ".join(sorted({f"{r['dataset']} FD {r['fd_floor']:.4g} / rnd {r['fd_random_floor']:.3g}"
                                for r in rows if r["fd_floor"] is not None} |
                               {f"{r['dataset']} HQ {r['hq_floor']:.3g}" for r in rows if r["hq_floor"] is not None}))
     print(f"\nTrade-offs on {hardware} (floor, real data at the same N: {floors})")
@@ -167,8 +181,8 @@ def print_table(rows: list[dict[str, Any]], hardware: str) -> None:
     print("-" * len(header))
     for r in rows:
         print(f"{r['dataset']:<10} {r['model']:<19} {r['sampling']:<10} {_fmt(r['train_s'], '7.0f')} "
-              f"{_fmt(r['modes'], '5.1f')} {_fmt(r['min_ratio'], '4.2f')} {_pm(r['hq'], r['hq_ci'], '.3f', 12)} "
-              f"{_pm(r['fd'], r['fd_ci'], '.1f', 11)} {_pm(r['fd_random'], r['fd_random_ci'], '.1f', 11)} "
+              f"{_fmt(r['modes'], '5.1f')} {_fmt(r['min_ratio'], '4.2f')} {_pm(r['hq'], r['hq_ci'], '.3f', 12)} {_fmt(r['bridge'], '6.3f')} "
+              f"{_pm(r['fd'], r['fd_ci'], '.1f', 11)} {_pm(r['fd_random'], r['fd_random_ci'], '.2f', 11)} "
               f"{_fmt(r['precision'], '4.2f')} {_fmt(r['recall'], '4.2f')} {_fmt(r['class'], '5.2f')} "
               f"{_fmt(r['nn_ratio'], '4.2f')} {_fmt(r['copy_share'], '4.2f')} {_fmt(r['ips1'], '8.1f')} "
               f"{_fmt(r['ipsmax'], '10.1f')}")
@@ -221,7 +235,7 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
         if r is None or ref50 is None or r["fd"] is None:
             out.append((f"digits {family}: FD within {limit}x DDPM DDIM-50's", None, "not measured"))
             continue
-        text = ", ".join(f"{name} {_ratio(r[key], ref50[key]):.2f}x ({r[key]:.1f} vs {ref50[key]:.1f})"
+        text = ", ".join(f"{name} {_ratio(r[key], ref50[key]):.2f}x ({r[key]:.3g} vs {ref50[key]:.3g})"
                          for name, key in (("classifier FD", "fd"), ("random-feature FD", "fd_random")))
         ok = all(_ratio(r[key], ref50[key]) <= limit for key in ("fd", "fd_random"))
         if family != "stylegan":
@@ -231,8 +245,11 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
         label = f"digits {family}: FD within {limit}x DDPM DDIM-50's" + (" at >= 100x DDPM-1000's images/s"
                                                                           if family != "stylegan" else "")
         out.append((label, ok, text))
+    floors = {key: next((r[key] for r in rows if r["dataset"] == "digits" and r[key] is not None), None)
+              for key in ("fd_floor", "fd_random_floor")}
     for r in rows:
         if r["dataset"] == "digits" and r["fd"] is not None:
+            r = {**r, **floors}
             worst = max(_ratio(r["fd"], r["fd_floor"]) or math.inf, _ratio(r["fd_random"], r["fd_random_floor"]) or math.inf)
             out.append((f"digits {r['model']} {r['sampling']}: FD within 2x the floor at the same N", worst <= 2.0,
                         f"{_ratio(r['fd'], r['fd_floor']):.2f}x (classifier), "
@@ -293,6 +310,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--home", help="genhub home to use (default: a temporary one)")
     parser.add_argument("--load", action="store_true", help="evaluate registered <family>-<dataset> models, no training")
     parser.add_argument("--bundled", action="store_true", help="evaluate the bundled checkpoints, no training")
+    parser.add_argument("--reuse", action="store_true", help="with --home: table, goals and plot from the figures "
+                        "an earlier run recorded there, without measuring again")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="sample sets per figure (mean and 95%% interval)")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where the quality-vs-speed PNG goes")
@@ -324,12 +343,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 if family == "ddpm":
                     teacher = hub.resolve(ref).ref
                 print(f"evaluating {ref} ...", file=sys.stderr, flush=True)
-                rows.append(_row(hub, ref, dataset, train_s, options))
+                rows.append(_row(hub, ref, dataset, train_s, options, args.reuse))
                 if family == "ddpm":
                     for sampler, steps, quality in DDPM_EXTRA.get(dataset, ()):
                         if args.quick and steps > 100:
                             continue
-                        rows.append(_row(hub, ref, dataset, None, _extra_options(options, sampler, steps, quality)))
+                        rows.append(_row(hub, ref, dataset, None, _extra_options(options, sampler, steps, quality),
+                                         args.reuse))
             print_table(rows, hardware_description())  # after each dataset: partial results survive a long run
     print_goals(goals(rows))
     if rows:

@@ -46,6 +46,7 @@ class MixtureScore:
     modes_with_any: int = 0  # modes with at least one high-quality sample (VEEGAN's looser count)
     min_mode_ratio: float = 0.0  # the least-visited mode's high-quality samples over its fair share N / K
     max_mode_ratio: float = 0.0  # the most-visited mode's, likewise (1 and 1 for a perfect spread)
+    bridge_share: float = 0.0  # samples off every mode but within 3 std of a segment joining two neighbouring modes
 
     def details(self) -> dict[str, object]:
         return {
@@ -56,6 +57,7 @@ class MixtureScore:
             "modes_with_any_high_quality": self.modes_with_any,
             "min_mode_ratio": self.min_mode_ratio,
             "max_mode_ratio": self.max_mode_ratio,
+            "bridge_share": self.bridge_share,
             "definition": "VEEGAN/PacGAN: high quality within 3 std of the nearest centre; "
                           "covered with >= min_count high-quality samples",
         }
@@ -108,8 +110,28 @@ def mixture_score(
         counts=[int(c) for c in counts],
         modes_with_any=int((counts > 0).sum()),
         min_mode_ratio=float(counts.min() * k / n),
+        bridge_share=float((~good & (_segment_distance(_points(samples), np.asarray(centres, dtype=np.float64))
+                                     <= HIGH_QUALITY_STDS * std)).mean()),
         max_mode_ratio=float(counts.max() * k / n),
     )
+
+
+def _segment_distance(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """[N] distance of each point to the nearest segment joining two neighbouring centres (the closest pairs).
+
+    A continuous generator fed a connected latent space cannot jump between modes: whatever it does not
+    collapse, it joins with bridges of samples. This is how much of its mass sits on them.
+    """
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+    np.fill_diagonal(gaps, np.inf)
+    i, j = np.nonzero(np.triu(gaps <= gaps.min() * 1.01))
+    if len(i) == 0:
+        return np.full(len(points), np.inf)
+    a, b = centres[i], centres[j]  # [P, 2] segment ends
+    ab = b - a
+    t = np.clip(((points[:, None] - a[None]) * ab[None]).sum(-1) / (ab * ab).sum(-1)[None], 0.0, 1.0)  # [N, P]
+    nearest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(points[:, None] - nearest, axis=2).min(axis=1)
 
 
 def mode_agreement(samples: torch.Tensor | np.ndarray, centres: Sequence[Sequence[float]] | np.ndarray,

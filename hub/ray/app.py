@@ -43,6 +43,7 @@ from ray.serve.handle import DeploymentHandle
 from hub import errors
 from hub.core import Hub
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
+from hub.ray.security import HealthMethods, authenticator_for, secure
 from hub.ray.settings import Overrides, ServeSettings, settings_for
 from hub.server import convert
 from hub.engine import Engine, EngineOptions, Job, Latest
@@ -179,16 +180,19 @@ def _unwrap(exc: BaseException, model: str | None = None) -> BaseException:
     return exc
 
 
-class Ingress:
+@secure  # every RPC method checks the caller's token first (hub.server.auth's table)
+class Ingress(HealthMethods):
     """hub.v1 RegistryService + GenerationService, and the open inference protocol's GRPCInferenceService, method
-    for method, for Serve's gRPC proxy."""
+    for method, for Serve's gRPC proxy; grpc.health.v1 from ``HealthMethods``."""
 
-    def __init__(self, hub_args: HubArgs, models: dict[str, DeploymentHandle], alias_ttl_s: float = 1.0) -> None:
+    def __init__(self, hub_args: HubArgs, models: dict[str, DeploymentHandle], alias_ttl_s: float = 1.0,
+                 auth_enabled: bool = True) -> None:
         self.hub = hub_args.open()
         self.hub_thread = HubThread(self.hub)
         self.resolver = Resolver(self.hub_thread, alias_ttl_s)
         self.registry = RegistryService(self.hub_thread, self.resolver)
         self.models = models
+        self.authenticator = authenticator_for(self, auth_enabled)
 
     async def _call(self, coroutine: Any, grpc_context: Any) -> Any:
         try:
@@ -328,7 +332,7 @@ def _fail(exc: BaseException, grpc_context: Any, model: str | None = None) -> No
     raise errors.GenhubError(message)  # plain and picklable: the proxy reads the status set above
 
 
-def build(hub_args: HubArgs, settings: dict[str, ServeSettings], alias_ttl_s: float = 1.0) -> Any:
+def build(hub_args: HubArgs, settings: dict[str, ServeSettings], alias_ttl_s: float = 1.0, auth_enabled: bool = True) -> Any:
     """The Serve application graph: an ingress bound to one ``ModelServer`` deployment per model."""
     models = {
         name: serve.deployment(ModelServer).options(
@@ -342,7 +346,7 @@ def build(hub_args: HubArgs, settings: dict[str, ServeSettings], alias_ttl_s: fl
     }
     ingress = serve.deployment(Ingress).options(name=INGRESS_NAME, ray_actor_options=INGRESS_OPTIONS,
                                                 max_ongoing_requests=INGRESS_MAX_ONGOING)
-    return ingress.bind(hub_args, models, alias_ttl_s)
+    return ingress.bind(hub_args, models, alias_ttl_s, auth_enabled)
 
 
 def plan(hub: Hub, overrides: Overrides | None = None, models: list[str] | None = None) -> dict[str, ServeSettings]:
@@ -365,7 +369,8 @@ def build_app(args: dict[str, Any]) -> Any:
     args: ``db_url``, ``home``, ``artifacts_root`` (shared by every node); ``settings``
     ({MODEL: {KEY: VALUE}}, as `genhub deploy render` writes them: exactly these models), or else
     ``models`` (names; default every model in the registry) with ``overrides`` (a YAML path) and
-    ``set`` (a list of MODEL.KEY=VALUE) over the registry's tags; ``alias_ttl_s``.
+    ``set`` (a list of MODEL.KEY=VALUE) over the registry's tags; ``alias_ttl_s``; ``auth`` (default true:
+    calls need tokens from the registry, ``genhub token create``).
     """
     hub_args = HubArgs(args.get("db_url"), args.get("home"), args.get("artifacts_root"))
     if args.get("settings") is not None:
@@ -374,4 +379,4 @@ def build_app(args: dict[str, Any]) -> Any:
         overrides = Overrides.load(args.get("overrides"), args.get("set") or ())
         with Hub.open(db_url=hub_args.db_url, home=hub_args.home, artifacts_root=hub_args.artifacts_root) as hub:
             settings = plan(hub, overrides, args.get("models"))
-    return build(hub_args, settings, float(args.get("alias_ttl_s", 1.0)))
+    return build(hub_args, settings, float(args.get("alias_ttl_s", 1.0)), bool(args.get("auth", True)))

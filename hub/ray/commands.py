@@ -15,8 +15,12 @@ from hub.ray.constants import DEFAULT_GRPC_PORT
 
 
 def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, overrides: str | None,
-              assignments: tuple[str, ...], ray_address: str | None) -> None:
-    """Run the genhub Serve app until SIGTERM/SIGINT; a local Ray instance unless ``ray_address``."""
+              assignments: tuple[str, ...], ray_address: str | None, auth_enabled: bool = True) -> None:
+    """Run the genhub Serve app until SIGTERM/SIGINT; a local Ray instance unless ``ray_address``.
+
+    On a local instance Serve's gRPC proxy listens on ``address``'s host only (``hub.ray.bind``).
+    """
+    from hub import auth
     from hub.ray import app, runner
     from hub.ray.settings import Overrides, fit_to_cpus
 
@@ -26,15 +30,17 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
         if factor < 1.0:
             click.echo(f"local Ray: {len(settings)} models ask for more CPUs than this machine's {os.cpu_count()}; "
                        f"every num_cpus scaled by {factor:.2f} so each gets a replica", err=True)
-    port = int(address.rsplit(":", 1)[1]) or runner.free_port()
+    host, port_text = address.rsplit(":", 1)
+    port = int(port_text) or runner.free_port()
+    if auth_enabled and (written := auth.create_initial_tokens(hub.registry, hub.home)) is not None:
+        click.echo(f"created an admin and a generate token; wrote them to {written} (mode 0600)", err=True)
     stop = threading.Event()
-    runner.start(port, ray_address=ray_address)
+    runner.start(port, ray_address=ray_address, host=host.strip("[]"))
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())
     try:
-        runner.run(app.build(app.HubArgs(db_url, home), settings))
-        # Serve's gRPC proxy listens on every interface; the line names loopback for local clients.
-        click.echo(f"genhub serving on 127.0.0.1:{port} (Ray Serve, {len(settings)} model deployment(s): "
+        runner.run(app.build(app.HubArgs(db_url, home), settings, auth_enabled=auth_enabled))
+        click.echo(f"genhub serving on {host}:{port} (Ray Serve, {len(settings)} model deployment(s): "
                    f"{', '.join(sorted(settings)) or 'none'}); SIGTERM stops", err=True)
         sys.stderr.flush()
         stop.wait()

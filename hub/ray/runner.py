@@ -30,15 +30,21 @@ def free_port() -> int:
 
 
 def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | None = None,
-          env: dict[str, str] | None = None, http_port: int | None = None) -> None:
-    """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy."""
+          env: dict[str, str] | None = None, http_port: int | None = None, host: str = "127.0.0.1") -> None:
+    """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy.
+
+    On a local instance the gRPC proxy listens on ``host`` only (``hub.ray.bind``).
+    """
     import ray
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
+    from hub.ray.bind import HOST_ENV, SETUP_HOOK
+
     if ray_address is None:
-        os.environ.update({**LOCAL_ENV, **(env or {})})
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        os.environ.update({**LOCAL_ENV, **(env or {}), HOST_ENV: host})
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"worker_process_setup_hook": SETUP_HOOK})
     else:
         ray.init(address=ray_address, log_to_driver=False)
     serve.start(

@@ -82,8 +82,11 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
         from hub.ray.commands import serve_ray
 
         try:
+            if tls is not None:
+                raise InvalidArgument("--tls-cert", "Serve's gRPC proxy cannot serve TLS; terminate TLS in front of it "
+                                      "(deploy/tls-ingress.yaml) and serve with --insecure on a non-loopback address")
             serve_ray(hub, address, db_url=db_url, home=home_dir, overrides=overrides, assignments=assignments,
-                      ray_address=ray_address)
+                      ray_address=ray_address, auth_enabled=not no_auth)
         finally:
             hub.close()
         click.echo("genhub server stopped", err=True)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from hub.errors import InvalidArgument
 from hub.images import to_uint8
@@ -202,7 +201,7 @@ def infer_response(message: pb.ModelInferRequest, response: generation_pb2.Gener
     """A GenerateResponse (raw tensors) as the ModelInferResponse to ``message``: one output, in raw_output_contents."""
     samples = samples_array(response)
     if samples.ndim == 4:  # images: the same uint8 pixels hub.v1 encodes as PNG
-        name, datatype, data = IMAGES, "UINT8", to_uint8(torch.from_numpy(samples))
+        name, datatype, data = IMAGES, "UINT8", to_uint8(samples)
     else:
         name, datatype, data = SAMPLES, "FP32", samples.astype("<f4", copy=False)
     requested = [o.name for o in message.outputs]

@@ -181,3 +181,12 @@ def test_speed_is_timed_in_cpu_time_with_one_thread_so_other_tenants_do_not_coun
     wall = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0)
     cpu = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0, clock=time.process_time)
     assert min(wall) >= 0.02 and max(cpu) < 0.01
+
+
+def test_samples_on_the_segments_between_neighbouring_modes_count_as_bridges() -> None:
+    centres = grid25_centres()
+    on_modes = centres[np.arange(50) % 25] + 0.01
+    halfway = np.tile((centres[0] + centres[1]) / 2, (50, 1))  # between two neighbours: a bridge
+    far_off = np.tile((centres[0] + centres[6]) / 2, (50, 1))  # a cell's centre: on no segment
+    score = mixture_score(np.concatenate([on_modes, halfway, far_off]), centres, 0.05)
+    assert score.high_quality_share == pytest.approx(1 / 3) and score.bridge_share == pytest.approx(1 / 3)

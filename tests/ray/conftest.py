@@ -17,6 +17,7 @@ from typing import Iterator
 
 import pytest
 
+from hub import auth
 from hub.client import Client
 from hub.core import Hub
 from tests.server.harness import POINTS_MODEL, IMAGE_MODEL, REPO, TinyHub, open_tiny_hub, register_trained, write_entry_point
@@ -97,6 +98,10 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         # every checkpoint the plugins ship, as `genhub serve --backend ray` serves them (small CPU shares)
         **{name: base.replace({"num_cpus": 0.02}, "tests") for name in bundled_models(tiny.hub)},
     }
+    auth.create_initial_tokens(tiny.hub.registry, tiny.home)  # what `genhub serve --backend ray` does on a first start
+    # Clients of the session (Client(ray_app) with no home) send the admin token; restored at the end.
+    previous_token = os.environ.get(auth.TOKEN_ENV)
+    os.environ[auth.TOKEN_ENV] = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.ADMIN]
     before = descendants(os.getpid())
     try:
         runner.start(port, num_cpus=2)
@@ -109,6 +114,9 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         while time.monotonic() < deadline and any(alive(p) for p in started):
             time.sleep(0.2)
         left = sorted(p for p in started if alive(p))
+        os.environ.pop(auth.TOKEN_ENV)
+        if previous_token is not None:
+            os.environ[auth.TOKEN_ENV] = previous_token
         assert not left, f"Ray processes outlived the test session: {left}"
 
 

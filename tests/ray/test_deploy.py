@@ -44,7 +44,7 @@ def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(out.read_text())
     schema = ServeDeploySchema.model_validate(config)  # Ray's own schema for `serve deploy` and KubeRay
-    assert schema.grpc_options.port == 9100 and len(schema.grpc_options.grpc_servicer_functions) == 2
+    assert schema.grpc_options.port == 9100 and schema.grpc_options.grpc_servicer_functions == SERVICER_FUNCTIONS
     app = config["applications"][0]
     assert app["import_path"] == "hub.ray.app:build_app" and app["args"]["home"] == "/mnt/genhub"
     deployments = {d["name"]: d for d in app["deployments"]}
@@ -100,3 +100,24 @@ def test_a_local_instance_shrinks_num_cpus_so_every_model_gets_a_replica() -> No
     assert sum(s.num_cpus for s in fitted.values()) == pytest.approx(1.5)  # 0.5 kept for the ingress
     few = {"a": ServeSettings(num_cpus=0.5, min_replicas=1, max_replicas=4)}
     assert fit_to_cpus(few, cpus=2.0) == (few, 1.0)  # already fits: untouched
+
+
+def test_the_manifests_expose_only_grpc_behind_tls_and_never_the_dashboard() -> None:
+    documents = [d for path in ("rayservice.yaml", "tls-ingress.yaml")
+                 for d in yaml.safe_load_all((REPO / "deploy" / path).read_text())]
+    services = [d for d in documents if d["kind"] == "Service"]
+    assert [p["targetPort"] for s in services for p in s["spec"]["ports"]] == [8443]  # the TLS terminator only
+    policy = next(d for d in documents if d["kind"] == "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/cluster": "genhub"}
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule.get("ports", [])}
+        selectors = [f["podSelector"]["matchLabels"] for f in rule["from"]]
+        if 8265 in ports:  # the dashboard: the KubeRay operator only
+            assert selectors == [{"app.kubernetes.io/name": "kuberay-operator"}]
+        else:
+            assert ports in ({9000}, set()) and (ports or selectors == [{"ray.io/cluster": "genhub"}])
+    envoy = yaml.safe_load(next(d for d in documents if d["kind"] == "ConfigMap")["data"]["envoy.yaml"])
+    listener = envoy["static_resources"]["listeners"][0]
+    assert listener["filter_chains"][0]["transport_socket"]["name"] == "envoy.transport_sockets.tls"
+    upstream = envoy["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert upstream["endpoint"]["address"]["socket_address"]["port_value"] == 9000

@@ -14,15 +14,15 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 import hub
-from tests.server.harness import POINTS_MODEL
-from tests.server.oip import hub_v1_pixels, hub_v1_points, inputs, status_of
+from tests.server.harness import POINTS_MODEL, TinyHub
+from tests.server.oip import connect, hub_v1_pixels, hub_v1_points, inputs, status_of, token_metadata
 
 TIMEOUT = (("genhub-timeout-ms", "120000"),)  # Serve's proxy passes no deadline on: tritonclient sends it as a header
 
 
 @pytest.fixture(scope="module")
-def client(ray_app: str) -> Iterator[triton.InferenceServerClient]:
-    with triton.InferenceServerClient(ray_app) as opened:
+def client(ray_app: str, tiny: TinyHub) -> Iterator[triton.InferenceServerClient]:
+    with connect(ray_app, tiny.home) as opened:  # sends the generate token the session app's registry holds
         yield opened
 
 
@@ -37,20 +37,22 @@ def test_health_and_metadata_through_the_serve_proxy(client: triton.InferenceSer
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [("images", "UINT8", [-1, 32, 32, 3])]
 
 
-def test_inference_through_the_serve_proxy_equals_hub_v1(client: triton.InferenceServerClient, ray_app: str) -> None:
+def test_inference_through_the_serve_proxy_equals_hub_v1(client: triton.InferenceServerClient, ray_app: str,
+                                                         tiny: TinyHub) -> None:
     headers = dict(TIMEOUT)
+    metadata = TIMEOUT + token_metadata(tiny.home)
     images = client.infer("ldm-shapes", inputs(seed=9, num_samples=2, steps=3, prompt="a red circle"), headers=headers,
                           client_timeout=120).as_numpy("images")
-    expected = hub_v1_pixels(ray_app, TIMEOUT, model="ldm-shapes", seed=9, num_samples=2, steps=3, prompt="a red circle")
+    expected = hub_v1_pixels(ray_app, metadata, model="ldm-shapes", seed=9, num_samples=2, steps=3, prompt="a red circle")
     np.testing.assert_array_equal(images, expected)
     typed = service_pb2.ModelInferRequest(model_name=POINTS_MODEL, inputs=[
         {"name": "seed", "datatype": "UINT64", "shape": [1], "contents": {"uint64_contents": [4]}},
         {"name": "num_samples", "datatype": "INT32", "shape": [1], "contents": {"int_contents": [3]}},
     ])
     with grpc.insecure_channel(ray_app) as channel:
-        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=120, metadata=TIMEOUT)
+        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=120, metadata=metadata)
     points = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(tuple(response.outputs[0].shape))
-    np.testing.assert_array_equal(points, hub_v1_points(ray_app, TIMEOUT, model=POINTS_MODEL, seed=4, num_samples=3))
+    np.testing.assert_array_equal(points, hub_v1_points(ray_app, metadata, model=POINTS_MODEL, seed=4, num_samples=3))
 
 
 def test_errors_through_the_serve_proxy(client: triton.InferenceServerClient) -> None:

@@ -53,11 +53,27 @@ def served_methods_of(channel: grpc.Channel, metadata: Any = None) -> list[Metho
             raise AssertionError(f"reflection left dependencies unresolved: {[f.name for f in files]}")
     methods = []
     for name in services:
-        service = pool.FindServiceByName(name)
+        service = _find_service(name, pool)
         for m in service.methods:
             methods.append(Method(f"/{name}/{m.name}", GetMessageClass(m.input_type), GetMessageClass(m.output_type),
                                   m.client_streaming, m.server_streaming))
     return methods
+
+
+def _find_service(name: str, pool: Any) -> Any:
+    """``name`` from what reflection described, else from the descriptors genhub ships.
+
+    Serve's gRPC proxy lists the open inference protocol's service but cannot describe it (its stubs live in a
+    private descriptor pool: hub/inference), so its requests are built from genhub's own copy of the protocol.
+    """
+    from hub.inference import grpc_predict_v2_pb2
+
+    for candidate in (pool, grpc_predict_v2_pb2.DESCRIPTOR.pool):
+        try:
+            return candidate.FindServiceByName(name)
+        except KeyError:
+            continue
+    raise AssertionError(f"reflection lists {name} but describes it nowhere: clients cannot discover its messages")
 
 
 def served_methods(address: str) -> list[str]:

@@ -10,6 +10,7 @@ import torch
 
 from hub.core import Hub
 from hub.eval.classifier import load_classifier
+from hub.eval.mixture import mixture_score
 from hub.model import SampleRequest
 
 
@@ -37,3 +38,20 @@ def test_students_record_their_shipped_teachers(hub: Hub) -> None:
         assert hub.resolve(teacher).family == "ddpm"
     points = hub.generate("ddgan-grid25", SampleRequest.from_seed(0, 8), log=False).samples
     assert points.shape == (8, 2) and torch.isfinite(points).all()
+
+
+# Headline figures as shipped (2,500 samples, seed 0), with a margin for the 1,000 drawn here. Both fall short of
+# issue #16's goals (25/25 with HQ >= 0.85 and >= 0.80): the README's trade-offs section says what was tried.
+GRID_FLOORS = {"ddgan-grid25": (20, 0.30),  # 23/25, HQ 0.39 as shipped
+               "distill-grid25": (4, 0.10)}  # 8/25, HQ 0.15 as shipped (the earlier student: 1/25, HQ 0.08)
+
+
+@pytest.mark.parametrize("name", sorted(GRID_FLOORS))
+def test_shipped_grid_models_hold_their_coverage_and_sharpness(hub: Hub, name: str) -> None:
+    mixture = hub.mixture("gmm-grid25")
+    assert mixture is not None
+    points = hub.generate(name, SampleRequest.from_seed(0, 1000), log=False).samples
+    score = mixture_score(points, *mixture)
+    min_modes, min_hq = GRID_FLOORS[name]
+    assert score.modes_covered >= min_modes and score.high_quality_share >= min_hq
+    assert score.mode_kl < 0.1  # spread over the modes, not collapsed (the plain GAN: 2.0 nats)

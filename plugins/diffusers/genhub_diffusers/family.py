@@ -10,6 +10,7 @@ diffusion model here: per-seed noise, step events, any batching.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
@@ -23,9 +24,13 @@ from hub.model import (
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    SampleCost,
     SampleRequest,
     StepCallback,
 )
+
+from hub.sampling import Sampler
+from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_diffusers.pipeline import check_model_index, check_unet, make_process
 
@@ -62,8 +67,8 @@ class DiffusersConfig(ModelConfig):
         return cls(model_index, unet, scheduler, source, "ddim" if ddim else "ddpm", min(steps, T))
 
 
-class DiffusersModel(GenerativeModel):
-    """An imported UNet2DModel pipeline in memory."""
+class DiffusersModel(SteppedModel, GenerativeModel):
+    """An imported UNet2DModel pipeline in memory; the engine batches its network passes with other requests'."""
 
     output_kind: ClassVar[str] = "image"
 
@@ -93,25 +98,55 @@ class DiffusersModel(GenerativeModel):
             eta=True, num_classes=self.num_classes, condition_required=self.num_classes > 0,
         )
 
-    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
-        """[N, C, H, W] in [-1, 1]; from the same initial noise, what the diffusers pipeline returns (scaled to [0, 1])."""
+    def _steps(self, request: SampleRequest) -> tuple[str, int]:
+        """(sampler name, steps) of ``request``: its own, else the pipeline's default, else that sampler's (capped at T)."""
+        name = request.sampler or self.config.default_sampler
+        if request.steps is not None:
+            return name, request.steps
+        default = self.config.default_steps if name == self.config.default_sampler else self.context.samplers.get(name).default_steps
+        return name, min(default, self.process.num_timesteps)
+
+    def sample_cost(self, request: SampleRequest) -> SampleCost:
+        return SampleCost(passes=self._steps(request)[1], rows=request.num_samples, values=math.prod(self.sample_shape))
+
+    def can_step(self, request: SampleRequest) -> bool:
+        name = request.sampler or self.config.default_sampler
+        return name not in self.context.samplers or self.context.samplers.get(name).can_step()
+
+    def _start(self, request: SampleRequest) -> tuple[Sampler, int, NoiseSource, torch.Tensor, torch.Tensor | None]:
+        """Check ``request``; its sampler, steps, noise, x_T ([N, C, H, W]) and class labels ([N] or None)."""
         self.capabilities.check(request)
         labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
-        name = request.sampler or self.config.default_sampler
+        name, steps = self._steps(request)
         sampler = self.context.samplers.get(name)
-        default = self.config.default_steps if name == self.config.default_sampler else sampler.default_steps
-        steps = request.steps if request.steps is not None else min(default, self.process.num_timesteps)
         sampler.check_steps(steps, self.process)
         noise = NoiseSource(request.seeds, self.device)
-        x_T = noise.randn(*self.sample_shape)  # [N, C, H, W], as the pipeline's randn_tensor with one generator per row
+        return sampler, steps, noise, noise.randn(*self.sample_shape), labels  # x_T as the pipeline's per-row generators draw it
+
+    def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
+        """[N, C, H, W] in [-1, 1]; from the same initial noise, what the diffusers pipeline returns (scaled to [0, 1])."""
+        if self.can_step(request):
+            return self.sample_alone(request, callback)
+        sampler, steps, noise, x_T, labels = self._start(request)  # a sampler with only a whole loop
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.unet(x, t, class_labels=labels).sample
+            return self.network_pass(x, t, [labels], [x.shape[0]])
 
         out = sampler.sample(
             model_fn, self.process, x_T, steps=steps, noise=noise, eta=request.eta, callback=callback, preview_every=request.preview_every
         )
         return out.clamp(-1.0, 1.0)
+
+    def begin(self, request: SampleRequest) -> DiffusionTrajectory:
+        sampler, steps, noise, x_T, labels = self._start(request)
+        state = sampler.start(self.process, x_T, steps=steps, noise=noise, eta=request.eta)
+        assert state is not None, f"sampler {sampler.name!r} steps (can_step) but start() gave no state"
+        return DiffusionTrajectory(request, state, labels, None, lambda x: x.clamp(-1.0, 1.0))
+
+    def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
+        # x: [R, C, H, W], t: [R]; a class-conditional UNet has labels in every request (capabilities require them)
+        labels = torch.cat(conds) if self.num_classes else None
+        return self.unet(x, t, class_labels=labels).sample
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {PREFIX + k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.unet.state_dict().items()}

@@ -99,3 +99,20 @@ def test_class_conditional_unet_takes_labels(hub: Any, save_pipeline: Any) -> No
     b = hub.generate(version.ref, SampleRequest(seeds=[1], steps=4, class_labels=[2]), log=False).samples
     torch.testing.assert_close(a[1:], b, atol=1e-4, rtol=0)  # the label decides (the UNet rounds per batch size)
     assert (a[0] - a[1]).abs().max() > 1e-3
+
+
+def test_requests_batched_pass_by_pass_sample_what_they_do_alone(hub: Any, save_pipeline: Any) -> None:
+    """The engine's step-level batching: different samplers, steps and positions share each network pass."""
+    from hub.stepping import run_pass
+
+    version = import_pipeline(hub, save_pipeline("ddim", num_train_timesteps=100), "stepped")
+    model = hub.load(version.ref).model
+    requests = [SampleRequest(seeds=[1], steps=4), SampleRequest(seeds=[2, 3], steps=6, sampler="ddpm"),
+                SampleRequest(seeds=[4], steps=5, eta=0.5)]
+    alone = [model.sample(r) for r in requests]
+    trajectories = [model.begin(r) for r in requests]
+    while active := [tr for tr in trajectories if not tr.finished]:
+        assert not any(isinstance(e, Exception) for e in run_pass(model, active))
+    for trajectory, expected in zip(trajectories, alone):
+        torch.testing.assert_close(trajectory.result(), expected, atol=1e-4, rtol=0)  # the UNet rounds per batch size
+    assert model.sample_cost(requests[1]).total == 6 * 2 * 3 * 8 * 8
