@@ -72,5 +72,5 @@ def test_loaded_models_are_an_lru_and_an_evicted_model_is_freed(tiny: TinyHub) -
         client.generate(POINTS_MODEL, seed=1, steps=2)  # loading it evicts the idle image model
         assert server.run(lambda: (key in generation.models, key in server.handle.engine.lanes)) == (False, False)
         # nothing keeps it once the finished calls' frames are gone (the hub's cache, the lane and the LRU let go)
-        wait_for(lambda: gc.collect() >= 0 and first() is None, what="the evicted model to be freed")
+        wait_for(lambda: gc.collect() >= 0 and first() is None, timeout=60, what="the evicted model to be freed")
         assert client.generate(IMAGE_MODEL, seed=1, steps=2, format="tensor").samples.shape == (1, 1, 8, 8)  # loads again
