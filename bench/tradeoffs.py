@@ -157,6 +157,18 @@ def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalO
     }
 
 
+def _rows_or_skip(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalOptions,
+                  reuse: bool) -> list[dict[str, Any]]:
+    """[the row]; with --reuse, [] (and a note) for a setting the earlier run did not get to."""
+    try:
+        return [_row(hub, ref, dataset, train_s, options, reuse)]
+    except GenhubError as exc:
+        if not reuse:
+            raise
+        print(f"skipped: {exc}", file=sys.stderr, flush=True)
+        return []
+
+
 def _fmt(value: float | None, spec: str) -> str:
     width = int(spec.split(".")[0])
     return "-".rjust(width) if value is None else format(value, spec)
@@ -343,13 +355,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 if family == "ddpm":
                     teacher = hub.resolve(ref).ref
                 print(f"evaluating {ref} ...", file=sys.stderr, flush=True)
-                rows.append(_row(hub, ref, dataset, train_s, options, args.reuse))
+                rows += _rows_or_skip(hub, ref, dataset, train_s, options, args.reuse)
                 if family == "ddpm":
                     for sampler, steps, quality in DDPM_EXTRA.get(dataset, ()):
                         if args.quick and steps > 100:
                             continue
-                        rows.append(_row(hub, ref, dataset, None, _extra_options(options, sampler, steps, quality),
-                                         args.reuse))
+                        rows += _rows_or_skip(hub, ref, dataset, None, _extra_options(options, sampler, steps, quality),
+                                              args.reuse)
             print_table(rows, hardware_description())  # after each dataset: partial results survive a long run
     print_goals(goals(rows))
     if rows:

@@ -79,7 +79,7 @@ class Param:
 class Capabilities:
     """What one model accepts and returns. Built by the model (it may depend on its config)."""
 
-    output_kind: str = "image"  # "image": [N, C, H, W] in [-1, 1]; "points": [N, D]
+    output_kind: str = ""  # "image": [N, C, H, W] in [-1, 1]; "points": [N, D]; "": from sample_shape
     sample_shape: tuple[int, ...] = ()  # one sample: [C, H, W] or [D]
     samplers: tuple[str, ...] = ()  # names SampleRequest.sampler may take (a fixed procedure may list its own name)
     default_sampler: str | None = None  # None: the model samples its own fixed way and has no sampler to choose
@@ -97,6 +97,8 @@ class Capabilities:
     params: Mapping[str, Param] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.output_kind:
+            object.__setattr__(self, "output_kind", "points" if len(self.sample_shape) == 1 else "image")
         if self.output_kind not in OUTPUT_KINDS:
             raise ValueError(f"output_kind must be one of {list(OUTPUT_KINDS)}, got {self.output_kind!r}")
         object.__setattr__(self, "sample_shape", tuple(self.sample_shape))

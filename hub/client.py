@@ -33,7 +33,7 @@ import torch
 from hub import auth
 from hub.errors import InvalidArgument
 from hub.model import ParamValue
-from hub.server.convert import param_message, tensor_from_message, timeout_metadata
+from hub.codecs import param_message, tensor_from_message, timeout_metadata
 from hub.server.auth import METHOD_SCOPES
 from hub.server.status import error_for
 from hub.tls import ClientTls

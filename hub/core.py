@@ -198,17 +198,7 @@ class Hub:
     def log_generation(
         self, version: VersionRecord, request: SampleRequest, seed: int | None, duration_s: float, status: str, error: str | None
     ) -> int:
-        params = {
-            "sampler": request.sampler,
-            "steps": request.steps,
-            "eta": request.eta,
-            "guidance_scale": request.guidance_scale,
-            "truncation": request.truncation,
-            "class_labels": request.class_labels,
-            "prompts": request.prompts,
-            "params": request.params,
-            "seeds": request.seeds,
-        }
+        params = request.logged()
         return self.registry.log_generation(
             version.id,
             seed=seed,

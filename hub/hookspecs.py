@@ -6,6 +6,7 @@ per thing it contributes; see the README's "Write a plugin" section.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pluggy
@@ -50,3 +51,16 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``genhub`` command-line interface."""
+
+
+def bundled_checkpoints(root: Path) -> Callable[[Callable[[PretrainedModel], None]], None]:
+    """A ``register_pretrained`` hook for a plugin module that registers every checkpoint folder under ``root``:
+    ``register_pretrained = bundled_checkpoints(Path(__file__).parent / "pretrained")``."""
+
+    def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
+        from hub.model import PretrainedModel
+
+        for pretrained in PretrainedModel.in_folder(root):
+            register(pretrained)
+
+    return hookimpl(register_pretrained)

@@ -15,7 +15,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -62,6 +62,23 @@ class ModelConfig:
     def replace(self: C, **overrides: Any) -> C:
         return type(self).from_dict({**self.to_dict(), **overrides})
 
+    @property
+    def is_points(self) -> bool:
+        """Whether samples are [D] points (a ``sample_shape`` of one dimension) rather than [C, H, W] images."""
+        return len(getattr(self, "sample_shape", ())) == 1
+
+    def check_at_least_one(self, *names: str) -> None:
+        """Option checks for ``__post_init__``: each named field must be >= 1."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+
+    def check_fractions(self, *names: str) -> None:
+        """Option checks for ``__post_init__``: each named field (a decay, a dropout, an Adam beta) in [0, 1)."""
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+
 
 def per_sample_seeds(seed: int, count: int) -> list[int]:
     """The seed of each image of a request: image i depends only on (seed, i).
@@ -98,20 +115,28 @@ class NoiseSource:
         return self.randn(*x.shape[1:]).to(dtype=x.dtype)
 
 
+PER_SAMPLE = {"per_sample": True}  # one entry per sample: concatenated when requests share a sampling call
+UNLOGGED = {"logged": False}  # how results are presented, not what they are: left out of the generation log
+
+
 @dataclass
 class SampleRequest:
-    """What to sample. One entry of ``seeds`` per output sample."""
+    """What to sample. One entry of ``seeds`` per output sample.
 
-    seeds: list[int]
+    A new field is declared here (with its metadata) and validated in ``Capabilities.check`` and the wire parsers;
+    the batching key, the merged request of a shared sampling call and the logged parameters follow from the fields.
+    """
+
+    seeds: list[int] = field(metadata=PER_SAMPLE)
     sampler: str | None = None  # None: the family's default
     steps: int | None = None  # None: the family's default
     eta: float = 0.0  # DDIM stochasticity
     guidance_scale: float | None = None  # classifier-free guidance, conditional families
     truncation: float | None = None  # GAN truncation psi
-    class_labels: list[int] | None = None  # one per sample
-    prompts: list[str] | None = None  # one per sample
+    class_labels: list[int] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
+    prompts: list[str] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
     params: dict[str, ParamValue] = field(default_factory=dict)  # family-specific
-    preview_every: int = 0  # 0: no previews in step events
+    preview_every: int = field(default=0, metadata=UNLOGGED)  # 0: no previews in step events
 
     @property
     def num_samples(self) -> int:
@@ -120,6 +145,30 @@ class SampleRequest:
     @classmethod
     def from_seed(cls, seed: int, num_samples: int, **kwargs: Any) -> SampleRequest:
         return cls(seeds=per_sample_seeds(seed, num_samples), **kwargs)
+
+    def batch_key(self) -> Hashable:
+        """Requests with equal keys sample the same way, so they may share one sampling call: every field equal
+        (parameters by type too: 1, 1.0 and True differ), per-sample fields given alike."""
+        return tuple((f.name, getattr(self, f.name) is not None) if f.metadata.get("per_sample")
+                     else (f.name, _hashable(getattr(self, f.name))) for f in dataclasses.fields(self))
+
+    @classmethod
+    def concat(cls, requests: Sequence[SampleRequest]) -> SampleRequest:
+        """One request for a shared sampling call: per-sample fields concatenated in order, the rest the first's."""
+        first = requests[0]
+        joined = {f.name: [x for r in requests for x in getattr(r, f.name)] for f in dataclasses.fields(cls)
+                  if f.metadata.get("per_sample") and getattr(first, f.name) is not None}
+        return dataclasses.replace(first, **joined, params=dict(first.params))
+
+    def logged(self) -> dict[str, Any]:
+        """What a generation's log record keeps of the request (everything but presentation)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("logged", True)}
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple((k, type(v).__name__, v) for k, v in sorted(value.items()))
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
@@ -275,30 +324,41 @@ class ModelFamily(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
-    description: ClassVar[str] = ""
+    model_class: ClassVar[type[GenerativeModel] | None] = None  # what ``build`` makes, unless a family overrides it
+    description: ClassVar[str] = ""  # default: the first line of the class docstring
 
-    @abstractmethod
+    def __init_subclass__(cls, *, name: str | None = None, config_class: type[ModelConfig] | None = None,
+                          model_class: type[GenerativeModel] | None = None, **kwargs: Any) -> None:
+        """``class MyFamily(ModelFamily, name="my", config_class=MyConfig, model_class=MyModel)`` sets the three at once."""
+        super().__init_subclass__(**kwargs)
+        for key, value in (("name", name), ("config_class", config_class), ("model_class", model_class)):
+            if value is not None:
+                setattr(cls, key, value)
+        if "description" not in cls.__dict__ and cls.__doc__:
+            cls.description = cls.__doc__.strip().split("\n")[0]
+
     def build(self, config: ModelConfig, context: BuildContext) -> GenerativeModel:
-        """A model with fresh (untrained) weights for ``config``."""
+        """A model with fresh (untrained) weights for ``config``: ``model_class(config, context)``."""
+        if not isinstance(config, self.config_class):
+            raise InvalidArgument("config", f"family {self.name!r} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        if self.model_class is None:
+            raise NotImplementedError(f"family {self.name!r} sets neither model_class nor build")
+        return self.model_class(config, context)  # type: ignore[call-arg]
 
     def default_config(self, dataset: Dataset | None = None) -> ModelConfig:
-        """A sensible config, fitted to ``dataset``'s shape where one is given."""
+        """A sensible config, fitted to ``dataset``'s shape where one is given (``config_for``)."""
+        return self.config_class() if dataset is None else self.config_for(dataset)
+
+    def config_for(self, dataset: Dataset) -> ModelConfig:
+        """A config fitted to ``dataset`` (its shape, its classes); families override it."""
         return self.config_class()
 
 
-def simple_family(
-    name: str, model_class: Callable[[ModelConfig, BuildContext], GenerativeModel], *,
-    config_class: type[ModelConfig] = ModelConfig, description: str | None = None,
-) -> ModelFamily:
+def simple_family(name: str, model_class: type[GenerativeModel], *, config_class: type[ModelConfig] = ModelConfig,
+                  description: str | None = None) -> ModelFamily:
     """A family whose ``build(config, context)`` is ``model_class(config, context)``; for small plugins."""
-    doc = description if description is not None else (getattr(model_class, "__doc__", None) or "").strip().split("\n")[0]
-
-    def build(self: ModelFamily, config: ModelConfig, context: BuildContext) -> GenerativeModel:
-        if not isinstance(config, config_class):
-            raise InvalidArgument("config", f"family {name!r} needs a {config_class.__name__}, got {type(config).__name__}")
-        return model_class(config, context)
-
-    attrs = {"name": name, "config_class": config_class, "description": doc, "build": build}
+    doc = description if description is not None else (model_class.__doc__ or "").strip().split("\n")[0]
+    attrs = {"name": name, "config_class": config_class, "model_class": model_class, "description": doc}
     return type(f"{name.title().replace('-', '')}Family", (ModelFamily,), attrs)()
 
 
@@ -335,6 +395,13 @@ class PretrainedModel:
     ) -> PretrainedModel:
         """A checkpoint given as tensors (e.g. fixed weights made in code); ``dataset`` "external": trained elsewhere."""
         return cls(name=name, family=family, weights=dict(weights), config=dict(config or {}), dataset=dataset)
+
+    @classmethod
+    def in_folder(cls, root: Path) -> list[PretrainedModel]:
+        """Every checkpoint folder under ``root`` (a subfolder holding a card.json), in name order; none if it is missing."""
+        if not root.is_dir():
+            return []
+        return [cls.from_dir(d) for d in sorted(root.iterdir()) if (d / "card.json").is_file()]
 
     @classmethod
     def from_dir(cls, directory: Path) -> PretrainedModel:

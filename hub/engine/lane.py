@@ -18,11 +18,10 @@ share the next pass. Cancelled and expired requests leave at the next pass bound
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Hashable
+from typing import Any, Awaitable, Callable
 
 from hub.engine.jobs import CANCELLED, DEADLINE, ERROR, OK, EngineObserver, EngineOptions, Job, Outcome
 from hub.errors import Cancelled, DeadlineExceeded, ResourceExhausted
@@ -33,22 +32,9 @@ log = logging.getLogger(__name__)
 Finish = Callable[[list[Job]], Awaitable[None]]
 
 
-def settings_key(request: SampleRequest) -> Hashable:
-    """Requests with equal keys can share one whole sampling call."""
-    r = request
-    conditioning = "class" if r.class_labels is not None else "prompt" if r.prompts is not None else "none"
-    params = tuple((k, type(v).__name__, v) for k, v in sorted(r.params.items()))  # 1, 1.0 and True differ
-    return (r.sampler, r.steps, r.eta, r.guidance_scale, r.truncation, params, r.preview_every, conditioning)
-
-
 def merge(jobs: list[Job]) -> SampleRequest:
     """One SampleRequest for a whole-call batch: seeds, labels and prompts concatenated in job order."""
-    first = jobs[0].request
-    labels = [label for j in jobs for label in j.request.class_labels or []] if first.class_labels is not None else None
-    prompts = [p for j in jobs for p in j.request.prompts or []] if first.prompts is not None else None
-    return dataclasses.replace(
-        first, seeds=[s for j in jobs for s in j.request.seeds], class_labels=labels, prompts=prompts, params=dict(first.params)
-    )
+    return SampleRequest.concat([j.request for j in jobs])
 
 
 def _status(error: BaseException) -> str:
@@ -248,9 +234,9 @@ class Lane:
     async def _run_whole(self, waiting: list[Job]) -> None:
         now = time.monotonic()
         head = min(waiting, key=lambda j: self._priority(j, now))
-        key, batch, total = settings_key(head.request), [head], head.num_samples
+        key, batch, total = head.request.batch_key(), [head], head.num_samples
         for job in waiting:
-            if job is not head and settings_key(job.request) == key and total + job.num_samples <= self.options.max_batch:
+            if job is not head and job.request.batch_key() == key and total + job.num_samples <= self.options.max_batch:
                 batch.append(job)
                 total += job.num_samples
         self.pending = [j for j in self.pending if j not in batch]

@@ -10,40 +10,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleCost,
-    SampleRequest,
-    StepCallback,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleCost,
+                       SampleRequest,
+                       StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult)
+from hub.training import (GAN_HINT, LossLog, ModuleWeights, check_dataset, check_gan_options, discriminator_step, ema_decay_at,
+                          ema_update, g_loss_nonsaturating, index_batches, optimizer_step)
 from hub.stepping import SteppedModel
 
-from genhub_ddgan.common import (
-    LossLog,
-    check_dataset,
-    check_options,
-    d_loss_nonsaturating,
-    ema_decay_at,
-    ema_update,
-    g_loss_nonsaturating,
-    index_batches,
-    load_modules_state_dict,
-    modules_state_dict,
-    r1_penalty,
-)
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess, describe_schedule
 from genhub_ddgan.stepping import FewStepTrajectory, concat_z
@@ -92,9 +70,7 @@ class DDGANConfig(ModelConfig):
             raise InvalidArgument("sample_shape", f"need [C, H, W] images or [D] points, got {list(self.sample_shape)}")
         if not 1 <= self.num_steps <= 64:
             raise InvalidArgument("num_steps", f"must be between 1 and 64 (a DDGAN uses few steps; 4 is usual), got {self.num_steps}")
-        for name in ("emb_dim", "base_channels", "width", "num_layers", "r1_interval"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("emb_dim", "base_channels", "width", "num_layers", "r1_interval")
         if not 0 <= self.fourier_octaves <= 16:
             raise InvalidArgument("fourier_octaves", f"must be between 0 and 16, got {self.fourier_octaves}")
         if self.z_dim < 0:
@@ -102,20 +78,13 @@ class DDGANConfig(ModelConfig):
         if not self.data_scale > 0 or self.r1_gamma < 0 or not self.d_lr_ratio > 0:
             raise InvalidArgument("data_scale", f"need data_scale > 0, r1_gamma >= 0, d_lr_ratio > 0; got "
                                   f"{self.data_scale}, {self.r1_gamma}, {self.d_lr_ratio}")
-        for name in ("ema_decay", "adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
         FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max)  # validates beta_min / beta_max
 
-    @property
-    def is_points(self) -> bool:
-        return len(self.sample_shape) == 1
 
 
-class DDGANModel(SteppedModel, GenerativeModel):
+class DDGANModel(ModuleWeights, SteppedModel, GenerativeModel):
     """Generator, time-conditioned discriminator (kept to resume training) and the generator's EMA (samples)."""
-
-    output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: DDGANConfig, context: BuildContext) -> None:
         self.config = config
@@ -140,14 +109,14 @@ class DDGANModel(SteppedModel, GenerativeModel):
     ) -> TrainResult:
         """Adversarial training of every denoising step at once; seeded by ``options.seed`` (deterministic on a CPU)."""
         cfg, proc = self.config, self.process
-        check_dataset(dataset, cfg.sample_shape, "ddgan")
-        check_options(options)
+        check_dataset(dataset, cfg.sample_shape, "ddgan", min_items=2)
+        check_gan_options(options)
         self.to(options.device)
         data = dataset.data.to(torch.float32) / cfg.data_scale  # [N, ...], on the CPU
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         opt_g = torch.optim.Adam(self.G.parameters(), lr=options.learning_rate, betas=betas)
         opt_d = torch.optim.Adam(self.D.parameters(), lr=options.learning_rate * cfg.d_lr_ratio, betas=betas)
-        log = LossLog(options.steps, ("d", "g"), progress)
+        log = LossLog(options.steps, ("d", "g"), progress, GAN_HINT)
         r1_last = 0.0
         G, D = self.G.train(), self.D.train()
         with torch.random.fork_rng(devices=[]):
@@ -165,22 +134,14 @@ class DDGANModel(SteppedModel, GenerativeModel):
                 real_logits = D(x_prev, x_t, t)
                 with torch.no_grad():
                     fake_prev = proc.posterior_sample(G(x_t, t, self._latent(b)), x_t, t, torch.randn_like(x0))
-                d_loss = d_loss_nonsaturating(real_logits, D(fake_prev, x_t, t))
-                total = d_loss
-                if do_r1:
-                    r1 = r1_penalty(real_logits, x_prev)
-                    total = total + r1 * (cfg.r1_gamma / 2 * cfg.r1_interval)
-                    r1_last = float(r1.detach())
-                opt_d.zero_grad(set_to_none=True)
-                total.backward()
-                opt_d.step()
+                d_loss, r1 = discriminator_step(opt_d, real_logits, D(fake_prev, x_t, t), x_prev if do_r1 else None,
+                                                cfg.r1_gamma / 2 * cfg.r1_interval)
+                r1_last = r1_last if r1 is None else r1
                 # -- generator: fresh z and posterior noise on the same x_t
                 D.requires_grad_(False)
                 fake_prev = proc.posterior_sample(G(x_t, t, self._latent(b)), x_t, t, torch.randn_like(x0))
                 g_loss = g_loss_nonsaturating(D(fake_prev, x_t, t))
-                opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
+                optimizer_step(opt_g, g_loss)
                 self.train_steps += 1
                 ema_update(self.G_ema, G, ema_decay_at(self.train_steps, cfg.ema_decay))
                 log.add(step, options.learning_rate, d=float(d_loss.detach()), g=float(g_loss.detach()))
@@ -194,7 +155,7 @@ class DDGANModel(SteppedModel, GenerativeModel):
     def capabilities(self) -> Capabilities:
         """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
         n = self.config.num_steps
-        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("ddgan",),
+        return Capabilities(sample_shape=self.config.sample_shape, samplers=("ddgan",),
                             min_steps=n, max_steps=n, default_steps=n)
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
@@ -223,61 +184,23 @@ class DDGANModel(SteppedModel, GenerativeModel):
         return x.clamp(-1.0, 1.0) if self.output_kind == "image" else x
 
     def _modules(self) -> dict[str, torch.nn.Module]:
+        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from); ``train_steps`` beside them."""
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from) and ``train_steps``."""
-        return modules_state_dict(self._modules(), {"train_steps": torch.tensor([self.train_steps], dtype=torch.int64)})
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state_dict(self._modules(), tensors)
-        if "train_steps" in tensors:
-            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
-
-    def to(self, device: torch.device | str) -> DDGANModel:
-        self.device = torch.device(device)
-        for module in self._modules().values():
-            module.to(self.device)
-        return self
-
     def describe(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "family": DDGANFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(cfg.sample_shape),
-            "parameters": sum(p.numel() for p in self.G.parameters()),
-            "discriminator_parameters": sum(p.numel() for p in self.D.parameters()),
-            "steps": cfg.num_steps,
-            "default_steps": cfg.num_steps,
-            "schedule": describe_schedule(self.process),
-            "z_dim": cfg.z_dim,
-            "params": {},
-            "train_steps": self.train_steps,
-        }
+        """The capabilities, with the network sizes and the schedule."""
+        return {**super().describe(), "family": DDGANFamily.name, "parameters": self.parameter_count("G"),
+                "discriminator_parameters": self.parameter_count("D"), "schedule": describe_schedule(self.process),
+                "z_dim": self.config.z_dim, "train_steps": self.train_steps}
 
 
-class DDGANPointsModel(DDGANModel):
-    """The same model over [N, D] points: outputs are not clamped."""
+class DDGANFamily(ModelFamily, name="ddgan", config_class=DDGANConfig, model_class=DDGANModel):
+    """Denoising Diffusion GAN (Xiao et al. 2022): a few GAN-learned denoising steps (T=4)
 
-    output_kind: ClassVar[str] = "points"
+    Denoising Diffusion GAN: T (default 4) adversarially trained denoising steps; images or 2D points.
+    """
 
-
-class DDGANFamily(ModelFamily):
-    """Denoising Diffusion GAN: T (default 4) adversarially trained denoising steps; images or 2D points."""
-
-    name: ClassVar[str] = "ddgan"
-    config_class: ClassVar[type[ModelConfig]] = DDGANConfig
-    description: ClassVar[str] = "Denoising Diffusion GAN (Xiao et al. 2022): a few GAN-learned denoising steps (T=4)"
-
-    def build(self, config: ModelConfig, context: BuildContext) -> DDGANModel:
-        if not isinstance(config, DDGANConfig):
-            raise InvalidArgument("config", f"family 'ddgan' needs a DDGANConfig, got {type(config).__name__}")
-        return (DDGANPointsModel if config.is_points else DDGANModel)(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> DDGANConfig:
-        if dataset is None:
-            return DDGANConfig()
+    def config_for(self, dataset: Dataset) -> DDGANConfig:
         if dataset.kind == "points":
             # Unscaled points: the grid's modes stay apart relative to the unit forward noise for longer.
             return DDGANConfig(sample_shape=tuple(dataset.sample_shape), z_dim=8, r1_gamma=0.1)

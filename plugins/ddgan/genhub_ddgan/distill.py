@@ -17,45 +17,20 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleCost,
-    SampleRequest,
-    StepCallback,
-    StepEvent,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-    per_sample_seeds,
-    report_step,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleCost,
+                       SampleRequest,
+                       StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, per_sample_seeds, report_step)
+from hub.training import (GAN_HINT, LossLog, ModuleWeights, check_dataset, check_gan_options, discriminator_step, ema_decay_at,
+                          ema_update, g_loss_nonsaturating, index_batches, optimizer_step)
 from hub.stepping import SteppedModel
 
-from genhub_ddgan.common import (
-    LossLog,
-    check_dataset,
-    check_options,
-    d_loss_nonsaturating,
-    ema_decay_at,
-    ema_update,
-    g_loss_nonsaturating,
-    index_batches,
-    load_modules_state_dict,
-    modules_state_dict,
-    r1_penalty,
-)
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess
 from genhub_ddgan.stepping import FewStepTrajectory
@@ -112,27 +87,18 @@ class DistillConfig(ModelConfig):
             raise InvalidArgument("teacher", "name the teacher model, e.g. genhub train distill --parent ddpm-digits:1")
         if not 1 <= self.num_steps <= MAX_STUDENT_STEPS:
             raise InvalidArgument("num_steps", f"a distilled student takes 1 to {MAX_STUDENT_STEPS} steps, got {self.num_steps}")
-        for name in ("teacher_steps", "num_pairs", "emb_dim", "base_channels", "width", "num_layers", "r1_interval"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("teacher_steps", "num_pairs", "emb_dim", "base_channels", "width", "num_layers", "r1_interval")
         if self.pair_seed < 0:
             raise InvalidArgument("pair_seed", f"must be >= 0, got {self.pair_seed}")
         if min(self.regression_weight, self.adversarial_weight, self.r1_gamma) < 0 or not self.data_scale > 0:
             raise InvalidArgument("regression_weight", "loss weights and r1_gamma must be >= 0 and data_scale > 0")
-        for name in ("ema_decay", "adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
         FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max)
 
-    @property
-    def is_points(self) -> bool:
-        return len(self.sample_shape) == 1
 
 
-class DistillModel(SteppedModel, GenerativeModel):
+class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
     """The student (sampled through its EMA) and the discriminator that keeps it on the data manifold."""
-
-    output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: DistillConfig, context: BuildContext) -> None:
         self.config = config
@@ -192,8 +158,8 @@ class DistillModel(SteppedModel, GenerativeModel):
     ) -> TrainResult:
         """Make teacher pairs, then regression + adversarial training of the student; seeded by ``options.seed``."""
         cfg = self.config
-        check_dataset(dataset, cfg.sample_shape, "distill")
-        check_options(options)
+        check_dataset(dataset, cfg.sample_shape, "distill", min_items=2)
+        check_gan_options(options)
         if self.context.load_version is None:
             raise InvalidArgument("teacher", "distillation loads its teacher from the registry; train through the hub "
                                   "(`genhub train distill ...` or Hub.train), which provides BuildContext.load_version")
@@ -206,7 +172,7 @@ class DistillModel(SteppedModel, GenerativeModel):
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         opt_g = torch.optim.Adam(self.G.parameters(), lr=options.learning_rate, betas=betas)
         opt_d = torch.optim.Adam(self.D.parameters(), lr=options.learning_rate * cfg.d_lr_ratio, betas=betas)
-        log = LossLog(options.steps, ("d", "g", "regression"), progress)
+        log = LossLog(options.steps, ("d", "g", "regression"), progress, GAN_HINT)
         G, D = self.G.train(), self.D.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
@@ -224,13 +190,8 @@ class DistillModel(SteppedModel, GenerativeModel):
                     real.requires_grad_(do_r1)
                     D.requires_grad_(True)
                     real_logits = D(real, None, None)
-                    d_loss = d_loss_nonsaturating(real_logits, D(out.detach(), None, None))
-                    total = d_loss
-                    if do_r1:
-                        total = total + r1_penalty(real_logits, real) * (cfg.r1_gamma / 2 * cfg.r1_interval)
-                    opt_d.zero_grad(set_to_none=True)
-                    total.backward()
-                    opt_d.step()
+                    d_loss, _ = discriminator_step(opt_d, real_logits, D(out.detach(), None, None), real if do_r1 else None,
+                                                   cfg.r1_gamma / 2 * cfg.r1_interval)
                     D.requires_grad_(False)
                     d_value = float(d_loss.detach())
                 # -- student
@@ -241,9 +202,7 @@ class DistillModel(SteppedModel, GenerativeModel):
                     g_loss = g_loss_nonsaturating(D(out, None, None))
                     loss = loss + cfg.adversarial_weight * g_loss
                     g_value = float(g_loss.detach())
-                opt_g.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_g.step()
+                optimizer_step(opt_g, loss)
                 self.train_steps += 1
                 ema_update(self.G_ema, G, ema_decay_at(self.train_steps, cfg.ema_decay))
                 log.add(step, options.learning_rate, d=d_value, g=g_value, regression=float(regression.detach()))
@@ -261,7 +220,7 @@ class DistillModel(SteppedModel, GenerativeModel):
     def capabilities(self) -> Capabilities:
         """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
         n = self.config.num_steps
-        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("distill",),
+        return Capabilities(sample_shape=self.config.sample_shape, samplers=("distill",),
                             min_steps=n, max_steps=n, default_steps=n)
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
@@ -285,63 +244,28 @@ class DistillModel(SteppedModel, GenerativeModel):
         return self.G_ema(x, t, None)  # [R, ...] x_0 predictions
 
     def _modules(self) -> dict[str, nn.Module]:
+        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from); no teacher weights."""
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from) and ``train_steps``; no teacher weights."""
-        return modules_state_dict(self._modules(), {"train_steps": torch.tensor([self.train_steps], dtype=torch.int64)})
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state_dict(self._modules(), tensors)
-        if "train_steps" in tensors:
-            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
-
-    def to(self, device: torch.device | str) -> DistillModel:
-        self.device = torch.device(device)
-        for module in self._modules().values():
-            module.to(self.device)
-        return self
-
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with the student's size and its teacher."""
         cfg = self.config
-        return {
-            "family": DistillFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(cfg.sample_shape),
-            "parameters": sum(p.numel() for p in self.G.parameters()),
-            "steps": cfg.num_steps,
-            "default_steps": cfg.num_steps,
-            "teacher": cfg.teacher,
-            "teacher_sampler": f"{cfg.teacher_sampler} x {cfg.teacher_steps}",
-            "params": {},
-            "train_steps": self.train_steps,
-        }
+        return {**super().describe(), "family": DistillFamily.name, "parameters": self.parameter_count("G"),
+                "teacher": cfg.teacher, "teacher_sampler": f"{cfg.teacher_sampler} x {cfg.teacher_steps}",
+                "train_steps": self.train_steps}
 
 
-class DistillPointsModel(DistillModel):
-    output_kind: ClassVar[str] = "points"
-
-
-class DistillFamily(ModelFamily):
+class DistillFamily(ModelFamily, name="distill", config_class=DistillConfig, model_class=DistillModel):
     """A 1-4 step student of a registered diffusion teacher: regression to its DDIM outputs + adversarial loss."""
 
-    name: ClassVar[str] = "distill"
-    config_class: ClassVar[type[ModelConfig]] = DistillConfig
     description: ClassVar[str] = ("Adversarial distillation: a 1-4 step student of a registered diffusion teacher "
                                   "(regression to its DDIM outputs + GAN loss); --parent TEACHER:VERSION")
     # `genhub train distill --parent NAME:VERSION`: the hub pins the parent's exact version into this config key and
     # records it as lineage, instead of loading its weights into the student.
     parent_config_key: ClassVar[str] = "teacher"
 
-    def build(self, config: ModelConfig, context: BuildContext) -> DistillModel:
-        if not isinstance(config, DistillConfig):
-            raise InvalidArgument("config", f"family 'distill' needs a DistillConfig, got {type(config).__name__}")
-        return (DistillPointsModel if config.is_points else DistillModel)(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> DistillConfig:
+    def config_for(self, dataset: Dataset) -> DistillConfig:
         """Fitted to ``dataset``; the teacher defaults to the CLI's default name for a DDPM on it, ``ddpm-<dataset>``."""
-        if dataset is None:
-            return DistillConfig()
         teacher = f"ddpm-{dataset.name}"
         if dataset.kind == "points":
             return DistillConfig(sample_shape=tuple(dataset.sample_shape), teacher=teacher, r1_gamma=0.1)

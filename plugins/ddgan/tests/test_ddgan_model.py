@@ -67,7 +67,7 @@ def test_one_step_event_per_denoising_step_with_previews(num_steps: int) -> None
     model.sample(SampleRequest(seeds=SEEDS, preview_every=2), events.append)
     assert [(e.step, e.total) for e in events] == [(i, num_steps) for i in range(1, num_steps + 1)]
     assert [e.preview is not None for e in events] == [i % 2 == 0 for i in range(1, num_steps + 1)]
-    assert model.describe()["steps"] == num_steps
+    assert model.capabilities.default_steps == model.capabilities.max_steps == num_steps
 
 
 def test_a_callback_returning_false_cancels_between_steps() -> None:

@@ -10,29 +10,19 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleCost,
-    SampleRequest,
-    StepCallback,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleCost,
+                       SampleRequest,
+                       StepCallback, TrainOptions, TrainProgress, TrainResult)
+from hub.training import (LossLog, ModuleWeights, check_dataset, check_options, ema_decay_at, ema_update, index_batches,
+                          optimizer_step)
 from hub.sampling import PREDICTION_TYPES
 from hub.stepping import DiffusionTrajectory, SteppedModel
 
@@ -97,9 +87,7 @@ class DDPMConfig(ModelConfig):
             raise InvalidArgument("sample_shape", f"network 'mlp' needs [D] (points), got {list(self.sample_shape)}")
         if min(self.sample_shape) < 1:
             raise InvalidArgument("sample_shape", f"every dimension must be >= 1, got {list(self.sample_shape)}")
-        for name in ("base_channels", "num_res_blocks"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("base_channels", "num_res_blocks")
         if not 0 <= self.fourier_octaves <= 16:
             raise InvalidArgument("fourier_octaves", f"must be between 0 and 16, got {self.fourier_octaves}")
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -110,9 +98,7 @@ class DDPMConfig(ModelConfig):
             raise InvalidArgument("num_timesteps", f"must be >= 1, got {self.num_timesteps}")
         if self.num_classes < 0:
             raise InvalidArgument("num_classes", f"must be >= 0 (0: unconditional), got {self.num_classes}")
-        for name in ("dropout", "class_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        self.check_fractions("dropout", "class_dropout")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InvalidArgument("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         if not 1 <= self.default_steps <= self.num_timesteps:
@@ -137,20 +123,8 @@ def build_network(config: DDPMConfig) -> nn.Module:
     )
 
 
-def _index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless [batch_size] index tensors: shuffled epochs, so every item is seen once per epoch."""
-    pool = torch.empty(0, dtype=torch.long)
-    while True:
-        while pool.numel() < batch_size:
-            pool = torch.cat([pool, torch.randperm(n, generator=generator)])
-        yield pool[:batch_size]
-        pool = pool[batch_size:]
-
-
-class DDPMModel(SteppedModel, GenerativeModel):
+class DDPMModel(ModuleWeights, SteppedModel, GenerativeModel):
     """A DDPM in memory: the trained network, its EMA (used to sample) and the noise process."""
-
-    output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: DDPMConfig, context: BuildContext) -> None:
         self.config = config
@@ -169,14 +143,7 @@ class DDPMModel(SteppedModel, GenerativeModel):
     # ---- training -------------------------------------------------------------------------------
 
     def _check_dataset(self, dataset: Dataset) -> None:
-        if tuple(dataset.sample_shape) != self.config.sample_shape:
-            raise InvalidArgument(
-                "dataset",
-                f"{dataset.name!r} items have shape {list(dataset.sample_shape)} but this model was built for "
-                f"{list(self.config.sample_shape)}; build it with DDPMFamily().default_config(dataset)",
-            )
-        if len(dataset) == 0:
-            raise InvalidArgument("dataset", f"{dataset.name!r} split {dataset.split!r} is empty")
+        check_dataset(dataset, self.config.sample_shape, "ddpm")
         k = self.config.num_classes
         if k > 0:
             if dataset.labels is None:
@@ -190,23 +157,16 @@ class DDPMModel(SteppedModel, GenerativeModel):
     ) -> TrainResult:
         """Train in place (AdamW, EMA), deterministic for a given ``options.seed``."""
         self._check_dataset(dataset)
-        if options.steps < 1:
-            raise InvalidArgument("steps", f"must be >= 1, got {options.steps}")
-        if options.batch_size < 1:
-            raise InvalidArgument("batch_size", f"must be >= 1, got {options.batch_size}")
-        if not options.learning_rate > 0:
-            raise InvalidArgument("learning_rate", f"must be > 0, got {options.learning_rate}")
+        check_options(options)
         cfg = self.config
         self.to(options.device)
         # All randomness from one CPU generator: the same seed trains the same weights on any device.
         gen = torch.Generator().manual_seed(options.seed)
         data = dataset.data.to(torch.float32)  # [N, C, H, W] or [N, D], kept on the CPU
         labels = dataset.labels if cfg.num_classes > 0 else None
-        batches = _index_batches(len(dataset), options.batch_size, gen)
+        batches = index_batches(len(dataset), options.batch_size, gen)
         opt = self._optimizer(options.learning_rate)
-        log_every = max(1, min(50, options.steps // 20))
-        losses: list[float] = []
-        running, count = 0.0, 0
+        log = LossLog(options.steps, ("loss",), progress)
         started = time.perf_counter()
         self.net.train()
         for step in range(1, options.steps + 1):
@@ -222,27 +182,13 @@ class DDPMModel(SteppedModel, GenerativeModel):
             x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
             x_t = self.process.add_noise(x0, noise, t)
             loss = F.mse_loss(self.net(x_t, t, y), self.process.target(x0, noise, t))
-            value = float(loss.detach())
-            if not math.isfinite(value):  # stop before the update spreads NaN into the weights and the EMA
-                raise InvalidArgument(
-                    "learning_rate", f"loss became {value} at step {step}; lower the learning rate (was {options.learning_rate})"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-            opt.step()
+            log.add(step, options.learning_rate, loss=float(loss.detach()))  # a non-finite loss stops before the update
+            optimizer_step(opt, loss, self.net.parameters(), cfg.grad_clip)
             self.train_steps += 1
-            self._update_ema()
-            running, count = running + value, count + 1
-            if step % log_every == 0 or step == options.steps:
-                losses.append(running / count)
-                if progress is not None:
-                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
-                running, count = 0.0, 0
+            ema_update(self.ema, self.net, ema_decay_at(self.train_steps, cfg.ema_decay))
         self.net.eval()
         wall = time.perf_counter() - started
-        return TrainResult(losses=losses, extra={"train_steps": self.train_steps, "wall_time_s": wall, "log_every": log_every})
+        return TrainResult(losses=log.losses, extra={"train_steps": self.train_steps, "wall_time_s": wall, "log_every": log.every})
 
     def _optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
         # Kept across train() calls: training in chunks continues Adam's moments instead of restarting them.
@@ -252,22 +198,13 @@ class DDPMModel(SteppedModel, GenerativeModel):
             group["lr"] = learning_rate
         return self._opt
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # Warm-up (as in many DDPM codebases): short runs would otherwise sample from nearly-initial weights.
-        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
-        for e, p in zip(self.ema.parameters(), self.net.parameters()):
-            e.lerp_(p.detach(), 1.0 - decay)
-        for e, b in zip(self.ema.buffers(), self.net.buffers()):
-            e.copy_(b)
-
     # ---- sampling -------------------------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:
         cfg = self.config
         return Capabilities(
-            output_kind=self.output_kind, sample_shape=cfg.sample_shape, samplers=tuple(self.context.samplers.names()),
+            sample_shape=cfg.sample_shape, samplers=tuple(self.context.samplers.names()),
             default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
             num_classes=cfg.num_classes, guidance=cfg.num_classes > 0,
         )
@@ -358,14 +295,9 @@ class DDPMModel(SteppedModel, GenerativeModel):
 
     # ---- weights --------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """``net.*`` (trained weights, to resume), ``ema.*`` (sampled from) and ``train_steps``; all contiguous CPU copies."""
-        out: dict[str, torch.Tensor] = {}
-        for prefix, module in (("net.", self.net), ("ema.", self.ema)):
-            for key, value in module.state_dict().items():
-                out[prefix + key] = value.detach().to("cpu", copy=True).contiguous()
-        out["train_steps"] = torch.tensor([self.train_steps], dtype=torch.int64)
-        return out
+    def _modules(self) -> dict[str, nn.Module]:
+        """``net.*`` (trained weights, to resume), ``ema.*`` (sampled from); ``train_steps`` beside them."""
+        return {"net": self.net, "ema": self.ema}
 
     def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Load ``state_dict`` output; either of ``net.*`` / ``ema.*`` alone stands for both (slim checkpoints)."""
@@ -402,30 +334,11 @@ class DDPMModel(SteppedModel, GenerativeModel):
         return self
 
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with the network and the noise process."""
         cfg = self.config
-        return {
-            "family": DDPMFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(cfg.sample_shape),
-            "network": cfg.network,
-            "parameters": sum(p.numel() for p in self.net.parameters()),
-            "num_timesteps": cfg.num_timesteps,
-            "beta_schedule": cfg.beta_schedule,
-            "prediction_type": cfg.prediction_type,
-            "samplers": self.context.samplers.names(),
-            "default_sampler": cfg.default_sampler,
-            "default_steps": cfg.default_steps,
-            "num_classes": cfg.num_classes,
-            "class_conditional": cfg.num_classes > 0,
-            "supports_guidance": cfg.num_classes > 0 and cfg.class_dropout > 0,
-            "train_steps": self.train_steps,
-        }
-
-
-class DDPMPointsModel(DDPMModel):
-    """The same model over [N, D] points (network "mlp"): outputs are not clamped."""
-
-    output_kind: ClassVar[str] = "points"
+        return {**super().describe(), "family": DDPMFamily.name, "network": cfg.network,
+                "parameters": self.parameter_count("net"), "num_timesteps": cfg.num_timesteps, "beta_schedule": cfg.beta_schedule,
+                "prediction_type": cfg.prediction_type, "train_steps": self.train_steps}
 
 
 def _image_levels(h: int, w: int) -> tuple[int, ...]:
@@ -436,22 +349,13 @@ def _image_levels(h: int, w: int) -> tuple[int, ...]:
     return tuple(mults)
 
 
-class DDPMFamily(ModelFamily):
-    """Denoising diffusion (Ho et al. 2020): a UNet for images, an MLP for points; any registered sampler."""
+class DDPMFamily(ModelFamily, name="ddpm", config_class=DDPMConfig, model_class=DDPMModel):
+    """Denoising diffusion probabilistic model (UNet for images, MLP for 2D points)
 
-    name: ClassVar[str] = "ddpm"
-    config_class: ClassVar[type[ModelConfig]] = DDPMConfig
-    description: ClassVar[str] = "Denoising diffusion probabilistic model (UNet for images, MLP for 2D points)"
+    Denoising diffusion (Ho et al. 2020): a UNet for images, an MLP for points; any registered sampler.
+    """
 
-    def build(self, config: ModelConfig, context: BuildContext) -> DDPMModel:
-        if not isinstance(config, DDPMConfig):
-            raise InvalidArgument("config", f"family 'ddpm' needs a DDPMConfig, got {type(config).__name__}")
-        cls = DDPMPointsModel if config.network == "mlp" else DDPMModel
-        return cls(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> DDPMConfig:
-        if dataset is None:
-            return DDPMConfig()
+    def config_for(self, dataset: Dataset) -> DDPMConfig:
         num_classes = 0
         if dataset.labels is not None and len(dataset) > 0:
             num_classes = dataset.num_classes or int(dataset.labels.max()) + 1

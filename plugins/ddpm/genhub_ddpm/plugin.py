@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Callable
 
 from hub import hookimpl
-from hub.model import ModelFamily, PretrainedModel
+from hub.hookspecs import bundled_checkpoints
+from hub.model import ModelFamily
 from hub.sampling import Sampler
 
 from genhub_ddpm.family import DDPMFamily
 from genhub_ddpm.samplers import DDIMSampler, DDPMSampler
-
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
 @hookimpl
@@ -26,14 +25,5 @@ def register_samplers(register: Callable[[Sampler], None]) -> None:
     register(DDIMSampler())
 
 
-def pretrained_dirs(root: Path = PRETRAINED_DIR) -> list[Path]:
-    """Checkpoint folders shipped with the plugin: each subfolder of ``pretrained/`` holding a card.json."""
-    if not root.is_dir():
-        return []
-    return sorted(d for d in root.iterdir() if (d / "card.json").is_file())
-
-
-@hookimpl
-def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
-    for directory in pretrained_dirs():
-        register(PretrainedModel.from_dir(directory))
+# every checkpoint folder under pretrained/ (model.safetensors, card.json, card.md), synced into the registry on start
+register_pretrained = bundled_checkpoints(Path(__file__).parent / "pretrained")

@@ -40,14 +40,13 @@ def test_registers_family_and_samplers() -> None:
 
 
 def test_pretrained_folders_with_a_card_are_registered(tmp_path: Path) -> None:
-    assert plugin.pretrained_dirs(tmp_path / "missing") == []
+    assert PretrainedModel.in_folder(tmp_path / "missing") == []
     (tmp_path / "no-card").mkdir()
     good = tmp_path / "ddpm-toy"
     good.mkdir()
     card = {"name": "ddpm-toy", "family": "ddpm", "config": {"num_timesteps": 10, "default_steps": 5}, "dataset": "toy"}
     (good / "card.json").write_text(json.dumps(card))
-    assert plugin.pretrained_dirs(tmp_path) == [good]
-    model = PretrainedModel.from_dir(good)
+    (model,) = PretrainedModel.in_folder(tmp_path)
     assert model.name == "ddpm-toy" and model.weights == good / "model.safetensors"
 
 

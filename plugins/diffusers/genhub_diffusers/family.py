@@ -70,8 +70,6 @@ class DiffusersConfig(ModelConfig):
 class DiffusersModel(SteppedModel, GenerativeModel):
     """An imported UNet2DModel pipeline in memory; the engine batches its network passes with other requests'."""
 
-    output_kind: ClassVar[str] = "image"
-
     def __init__(self, config: DiffusersConfig, context: BuildContext) -> None:
         from diffusers import UNet2DModel  # the run-time dependency: exact parity with the network as trained
 
@@ -93,7 +91,7 @@ class DiffusersModel(SteppedModel, GenerativeModel):
         """Any registered sampler; class labels when the UNet has class embeddings (then required)."""
         cfg = self.config
         return Capabilities(
-            output_kind=self.output_kind, sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
+            output_kind="image", sample_shape=self.sample_shape, samplers=tuple(self.context.samplers.names()),
             default_sampler=cfg.default_sampler, max_steps=self.process.num_timesteps, default_steps=cfg.default_steps,
             eta=True, num_classes=self.num_classes, condition_required=self.num_classes > 0,
         )
@@ -172,23 +170,11 @@ class DiffusersModel(SteppedModel, GenerativeModel):
         return self
 
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with where the pipeline came from and its network."""
         cfg = self.config
-        return {
-            "family": DiffusersFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(self.sample_shape),
-            "pipeline": cfg.model_index["_class_name"],
-            "source": cfg.source,
-            "parameters": sum(p.numel() for p in self.unet.parameters()),
-            "num_timesteps": self.process.num_timesteps,
-            "prediction_type": self.process.prediction_type,
-            "samplers": self.context.samplers.names(),
-            "default_sampler": cfg.default_sampler,
-            "default_steps": cfg.default_steps,
-            "num_classes": self.num_classes,
-            "class_conditional": self.num_classes > 0,
-            "supports_guidance": False,
-        }
+        return {**super().describe(), "family": DiffusersFamily.name, "pipeline": cfg.model_index["_class_name"],
+                "source": cfg.source, "parameters": sum(p.numel() for p in self.unet.parameters()),
+                "num_timesteps": self.process.num_timesteps, "prediction_type": self.process.prediction_type}
 
 
 class DiffusersFamily(ModelFamily):
@@ -196,12 +182,8 @@ class DiffusersFamily(ModelFamily):
 
     name: ClassVar[str] = "diffusers"
     config_class: ClassVar[type[ModelConfig]] = DiffusersConfig
+    model_class: ClassVar[type[GenerativeModel]] = DiffusersModel
     description: ClassVar[str] = "diffusers UNet2DModel pipelines (DDPM/DDIM) imported from local folders; inference only"
-
-    def build(self, config: ModelConfig, context: BuildContext) -> DiffusersModel:
-        if not isinstance(config, DiffusersConfig):
-            raise InvalidArgument("config", f"family 'diffusers' needs a DiffusersConfig, got {type(config).__name__}")
-        return DiffusersModel(config, context)
 
     def default_config(self, dataset: Dataset | None = None) -> DiffusersConfig:
         raise FailedPrecondition(

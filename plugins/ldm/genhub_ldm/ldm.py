@@ -26,26 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from hub.errors import FailedPrecondition, InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleCost,
-    SampleRequest,
-    StepCallback,
-    StepEvent,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleCost,
+                       SampleRequest,
+                       StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult)
+from hub.training import LossLog, ModuleWeights, check_options, ema_decay_at, ema_update, index_batches, optimizer_step
 from hub.sampling import PREDICTION_TYPES
 from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
-from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state
 from genhub_ldm.unet import LatentUNet
 from genhub_ldm.vae import VAEModel
 
@@ -91,9 +79,7 @@ class LDMConfig(ModelConfig):
         down = 2 ** (len(self.channel_mults) - 1)
         if not self.channel_mults or self.latent_shape[1] % down or self.latent_shape[2] % down:
             raise InvalidArgument("channel_mults", f"{len(self.channel_mults)} levels need latent H and W divisible by {down}")
-        for name in ("base_channels", "num_res_blocks", "heads", "context_dim"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("base_channels", "num_res_blocks", "heads", "context_dim")
         if self.context_dim % self.heads:
             raise InvalidArgument("heads", f"context_dim={self.context_dim} must be divisible by heads={self.heads}")
         if not 0.0 <= self.cond_dropout < 1.0:
@@ -122,9 +108,7 @@ class Denoiser(nn.Module):
         return self.unet(x, t, context, mask)
 
 
-class LDMModel(SteppedModel, GenerativeModel):
-    output_kind: ClassVar[str] = "image"
-
+class LDMModel(ModuleWeights, SteppedModel, GenerativeModel):
     def __init__(self, config: LDMConfig, context: BuildContext) -> None:
         if context.text_encoders is None:
             raise FailedPrecondition("the ldm family needs the hub's text encoders (BuildContext.text_encoders)")
@@ -193,9 +177,7 @@ class LDMModel(SteppedModel, GenerativeModel):
         gen = torch.Generator().manual_seed(options.seed)
         opt = torch.optim.AdamW(self.net.parameters(), lr=options.learning_rate, weight_decay=0.0)
         batches = index_batches(len(dataset), options.batch_size, gen)
-        log_every = max(1, min(50, options.steps // 20))
-        losses: list[float] = []
-        running, count = 0.0, 0
+        log = LossLog(options.steps, ("loss",), progress)
         started = time.perf_counter()
         self.net.train()
         for step in range(1, options.steps + 1):
@@ -209,33 +191,13 @@ class LDMModel(SteppedModel, GenerativeModel):
             context, mask = self.net.text(prompts)
             pred = self.net(self.process.add_noise(x0, noise, t), t, context, mask)
             loss = F.mse_loss(pred, self.process.target(x0, noise, t))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise InvalidArgument("learning_rate", f"loss became {value} at step {step}; lower the learning rate (was {options.learning_rate})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-            opt.step()
+            log.add(step, options.learning_rate, loss=float(loss.detach()))  # a non-finite loss stops before the update
+            optimizer_step(opt, loss, self.net.parameters(), cfg.grad_clip)
             self.train_steps += 1
-            self._update_ema()
-            running, count = running + value, count + 1
-            if step % log_every == 0 or step == options.steps:
-                losses.append(running / count)
-                if progress is not None:
-                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
-                running, count = 0.0, 0
+            assert self.ema is not None
+            ema_update(self.ema, self.net, ema_decay_at(self.train_steps, cfg.ema_decay))
         self.net.eval()
-        return TrainResult(losses=losses, extra={"wall_time_s": time.perf_counter() - started, "train_steps": self.train_steps})
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        assert self.net is not None and self.ema is not None
-        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
-        for e, p in zip(self.ema.parameters(), self.net.parameters()):
-            e.lerp_(p.detach(), 1.0 - decay)
-        for e, b in zip(self.ema.buffers(), self.net.buffers()):
-            e.copy_(b)
+        return TrainResult(losses=log.losses, extra={"wall_time_s": time.perf_counter() - started, "train_steps": self.train_steps})
 
     # ---- sampling ---------------------------------------------------------------------------
 
@@ -244,7 +206,7 @@ class LDMModel(SteppedModel, GenerativeModel):
         """Any registered sampler; prompts, or class labels turned into class names; guidance."""
         cfg = self.config
         return Capabilities(
-            output_kind=self.output_kind, sample_shape=self._image_shape(), samplers=tuple(self.context.samplers.names()),
+            output_kind="image", sample_shape=self._image_shape(), samplers=tuple(self.context.samplers.names()),
             default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
             num_classes=len(cfg.class_names), prompts=True, guidance=True, default_guidance=cfg.default_guidance,
         )
@@ -355,15 +317,8 @@ class LDMModel(SteppedModel, GenerativeModel):
             raise FailedPrecondition("this ldm has no networks yet: it is built when trained, or from a trained version's config")
         return {"net": self.net, "ema": self.ema}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = modules_state(self._modules())
-        out["train_steps"] = torch.tensor([self.train_steps], dtype=torch.int64)
-        return out
-
     def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state(self._modules(), tensors)
-        if "train_steps" in tensors:
-            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
+        super().load_state_dict(tensors)
         if self.context.load_version is not None:
             self.vae()  # the autoencoder's weights belong to this model too: load them now, not mid-request
 
@@ -377,44 +332,22 @@ class LDMModel(SteppedModel, GenerativeModel):
         return self
 
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with the autoencoder and the text encoder."""
         cfg = self.config
-        return {
-            "family": LDMFamily.name,
-            "output_kind": self.output_kind,
-            "latent_shape": list(cfg.latent_shape),
-            "sample_shape": list(self._vae.config.sample_shape) if self._vae is not None else None,  # once loaded
-            "autoencoder": cfg.autoencoder,
-            "parameters": sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0,
-            "text_encoder": cfg.text_encoder,
-            "vocabulary": (cfg.text_settings or {}).get("vocabulary"),
-            "samplers": self.context.samplers.names(),
-            "default_sampler": cfg.default_sampler,
-            "default_steps": cfg.default_steps,
-            "default_guidance": cfg.default_guidance,
-            "num_classes": len(cfg.class_names),
-            "class_conditional": bool(cfg.class_names),
-            "text_conditional": True,
-            "supports_guidance": cfg.cond_dropout > 0,
-            "train_steps": self.train_steps,
-        }
+        return {**super().describe(), "family": LDMFamily.name, "latent_shape": list(cfg.latent_shape),
+                "autoencoder": cfg.autoencoder, "text_encoder": cfg.text_encoder,
+                "parameters": sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0,
+                "vocabulary": (cfg.text_settings or {}).get("vocabulary"), "train_steps": self.train_steps}
 
 
-class LDMFamily(ModelFamily):
-    """Latent diffusion: denoise a registered autoencoder's latents, conditioned on text through cross-attention."""
+class LDMFamily(ModelFamily, name="ldm", config_class=LDMConfig, model_class=LDMModel):
+    """Latent diffusion over a registered vae, with cross-attention text/class conditioning and guidance
 
-    name: ClassVar[str] = "ldm"
-    config_class: ClassVar[type[ModelConfig]] = LDMConfig
-    description: ClassVar[str] = "Latent diffusion over a registered vae, with cross-attention text/class conditioning and guidance"
+    Latent diffusion: denoise a registered autoencoder's latents, conditioned on text through cross-attention.
+    """
     parent_config_key: ClassVar[str] = "autoencoder"  # `--parent vae-x:N` pins the autoencoder and records lineage
 
-    def build(self, config: ModelConfig, context: BuildContext) -> LDMModel:
-        if not isinstance(config, LDMConfig):
-            raise InvalidArgument("config", f"family 'ldm' needs an LDMConfig, got {type(config).__name__}")
-        return LDMModel(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> LDMConfig:
-        if dataset is None:
-            return LDMConfig()
+    def config_for(self, dataset: Dataset) -> LDMConfig:
         if dataset.kind != "image":
             raise InvalidArgument("dataset", f"the ldm needs an image dataset; {dataset.name!r} holds 2D points")
         return LDMConfig(autoencoder=f"vae-{dataset.name}", class_names=tuple(dataset.class_names or ()))

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Callable
 
 from hub import hookimpl
-from hub.model import ModelFamily, PretrainedModel
+from hub.hookspecs import bundled_checkpoints
+from hub.model import ModelFamily
 from hub.text import TextEncoder
 
 from genhub_ldm.ldm import LDMFamily
 from genhub_ldm.text import CharGramEncoder, VocabEncoder
 from genhub_ldm.vae import VAEFamily
-
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
 @hookimpl
@@ -28,15 +27,5 @@ def register_text_encoders(register: Callable[[TextEncoder], None]) -> None:
     register(CharGramEncoder())
 
 
-def pretrained_dirs(root: Path = PRETRAINED_DIR) -> list[Path]:
-    """Checkpoint folders shipped with the plugin: each subfolder of ``pretrained/`` holding a card.json."""
-    if not root.is_dir():
-        return []
-    return sorted(d for d in root.iterdir() if (d / "card.json").is_file())
-
-
-@hookimpl
-def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
-    # The hub syncs parents first (the denoiser's parent is the autoencoder), whatever the order here.
-    for directory in pretrained_dirs():
-        register(PretrainedModel.from_dir(directory))
+# every checkpoint folder under pretrained/ (model.safetensors, card.json, card.md), synced into the registry on start
+register_pretrained = bundled_checkpoints(Path(__file__).parent / "pretrained")

@@ -10,34 +10,20 @@ denoiser sees unit-variance latents.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleRequest,
-    StepCallback,
-    StepEvent,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-    report_step,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleRequest,
+                       StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, report_step)
+from hub.training import LossLog, ModuleWeights, check_dataset, check_options, index_batches, optimizer_step
 
 from genhub_ddpm.unet import Downsample, Upsample, norm_groups
-from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -68,9 +54,7 @@ class VAEConfig(ModelConfig):
         f = self.downsample_factor
         if self.sample_shape[1] % f or self.sample_shape[2] % f:
             raise InvalidArgument("channel_mults", f"{len(self.channel_mults)} levels downsample by {f}; H and W must be divisible by {f}")
-        for name in ("latent_channels", "base_channels", "num_res_blocks"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("latent_channels", "base_channels", "num_res_blocks")
         if self.kl_weight < 0:
             raise InvalidArgument("kl_weight", f"must be >= 0, got {self.kl_weight}")
         if not self.scale_factor > 0:
@@ -146,12 +130,10 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
-class VAEModel(GenerativeModel):
+class VAEModel(ModuleWeights, GenerativeModel):
     """The autoencoder in memory. ``encode`` / ``decode`` work in the scaled (unit-variance) latent space."""
 
-    output_kind: ClassVar[str] = "image"
-
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: VAEConfig, context: BuildContext | None = None) -> None:
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
@@ -190,19 +172,14 @@ class VAEModel(GenerativeModel):
     ) -> TrainResult:
         """MSE reconstruction + ``kl_weight`` * KL(q(z|x) || N(0, I)); then measure the latent scale factor."""
         check_options(options)
-        if tuple(dataset.sample_shape) != self.config.sample_shape:
-            raise InvalidArgument(
-                "dataset", f"{dataset.name!r} items have shape {list(dataset.sample_shape)}, the vae was built for {list(self.config.sample_shape)}"
-            )
+        check_dataset(dataset, self.config.sample_shape, "vae")
         self.to(options.device)
         gen = torch.Generator().manual_seed(options.seed)
         data = dataset.data.to(torch.float32)
         params = [*self.encoder.parameters(), *self.decoder.parameters()]
         opt = torch.optim.Adam(params, lr=options.learning_rate)
         batches = index_batches(len(dataset), options.batch_size, gen)
-        log_every = max(1, min(50, options.steps // 20))
-        losses: list[float] = []
-        running, count = 0.0, 0
+        log = LossLog(options.steps, ("loss",), progress)
         started = time.perf_counter()
         self.encoder.train()
         self.decoder.train()
@@ -215,19 +192,9 @@ class VAEModel(GenerativeModel):
             rec = F.mse_loss(recon, x)
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean() / x[0].numel()
             loss = rec + self.config.kl_weight * kl
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise InvalidArgument("learning_rate", f"loss became {value} at step {step}; lower the learning rate (was {options.learning_rate})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            log.add(step, options.learning_rate, loss=float(loss.detach()))  # a non-finite loss stops before the update
+            optimizer_step(opt, loss)
             self.train_steps += 1
-            running, count = running + value, count + 1
-            if step % log_every == 0 or step == options.steps:
-                losses.append(running / count)
-                if progress is not None:
-                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
-                running, count = 0.0, 0
         self.encoder.eval()
         self.decoder.eval()
         # The latent scale factor, as latent diffusion computes it: unit variance for the denoiser.
@@ -237,7 +204,7 @@ class VAEModel(GenerativeModel):
         self.config = self.config.replace(scale_factor=float(1.0 / means.std().clamp_min(1e-6)))
         recon_mse = float(F.mse_loss(self.reconstruct(subset[:512]), subset[:512].to(self.device)))
         return TrainResult(
-            losses=losses,
+            losses=log.losses,
             extra={"wall_time_s": time.perf_counter() - started, "scale_factor": self.config.scale_factor, "train_recon_mse": recon_mse},
         )
 
@@ -246,7 +213,7 @@ class VAEModel(GenerativeModel):
     @property
     def capabilities(self) -> Capabilities:
         """Decodes prior latents in one pass; unconditional, no options."""
-        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("vae",))
+        return Capabilities(sample_shape=self.config.sample_shape, samplers=("vae",))
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """Decode latents drawn from the prior N(0, I): blurry by design, for inspecting the latent space.
@@ -264,47 +231,24 @@ class VAEModel(GenerativeModel):
     def _modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "decoder": self.decoder}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return modules_state(self._modules())
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state(self._modules(), tensors)
-
-    def to(self, device: torch.device | str) -> VAEModel:
-        self.device = torch.device(device)
-        self.encoder.to(self.device)
-        self.decoder.to(self.device)
-        return self
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {}  # the shipped vae's weights have no train_steps entry: keep its keys
 
     def describe(self) -> dict[str, Any]:
+        """The capabilities, with the latent space."""
         cfg = self.config
-        return {
-            "family": VAEFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(cfg.sample_shape),
-            "latent_shape": list(cfg.latent_shape),
-            "downsample_factor": cfg.downsample_factor,
-            "scale_factor": cfg.scale_factor,
-            "parameters": sum(p.numel() for m in self._modules().values() for p in m.parameters()),
-            "default_steps": 1,
-        }
+        return {**super().describe(), "family": VAEFamily.name, "latent_shape": list(cfg.latent_shape),
+                "downsample_factor": cfg.downsample_factor, "scale_factor": cfg.scale_factor,
+                "parameters": self.parameter_count("encoder") + self.parameter_count("decoder")}
 
 
-class VAEFamily(ModelFamily):
-    """KL autoencoder: the first stage of latent diffusion."""
+class VAEFamily(ModelFamily, name="vae", config_class=VAEConfig, model_class=VAEModel):
+    """KL-regularised convolutional autoencoder (latent diffusion's first stage)
 
-    name: ClassVar[str] = "vae"
-    config_class: ClassVar[type[ModelConfig]] = VAEConfig
-    description: ClassVar[str] = "KL-regularised convolutional autoencoder (latent diffusion's first stage)"
+    KL autoencoder: the first stage of latent diffusion.
+    """
 
-    def build(self, config: ModelConfig, context: BuildContext) -> VAEModel:
-        if not isinstance(config, VAEConfig):
-            raise InvalidArgument("config", f"family 'vae' needs a VAEConfig, got {type(config).__name__}")
-        return VAEModel(config)
-
-    def default_config(self, dataset: Dataset | None = None) -> VAEConfig:
-        if dataset is None:
-            return VAEConfig()
+    def config_for(self, dataset: Dataset) -> VAEConfig:
         if dataset.kind != "image":
             raise InvalidArgument("dataset", f"the vae needs an image dataset; {dataset.name!r} holds 2D points")
         _, h, w = dataset.sample_shape

@@ -7,30 +7,17 @@ convolutional generator (images), trained with the non-saturating loss and Adam(
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    SampleRequest,
-    StepCallback,
-    StepEvent,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-    report_step,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleRequest,
+                       StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, report_step)
+from hub.training import ModuleWeights, check_dataset
 
 from genhub_stylegan.baseline import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
-from genhub_stylegan.common import check_dataset, load_modules_state_dict, modules_state_dict
 from genhub_stylegan.training import AdversarialSetup, train_adversarial
 
 if TYPE_CHECKING:
@@ -60,18 +47,10 @@ class GANConfig(ModelConfig):
                 raise InvalidArgument("sample_shape", f"images must be [C, R, R] with R a power of 2 >= 4, got {list(self.sample_shape)}")
         elif len(self.sample_shape) != 1 or self.sample_shape[0] < 1:
             raise InvalidArgument("sample_shape", f"need [D] points or [C, R, R] images, got {list(self.sample_shape)}")
-        for name in ("z_dim", "width", "num_layers", "channels"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        self.check_at_least_one("z_dim", "width", "num_layers", "channels")
+        self.check_fractions("adam_beta1", "adam_beta2")
         if self.d_lr_ratio <= 0:
             raise InvalidArgument("d_lr_ratio", f"must be > 0, got {self.d_lr_ratio}")
-
-    @property
-    def is_points(self) -> bool:
-        return len(self.sample_shape) == 1
 
 
 def build_plain_networks(config: GANConfig) -> tuple[nn.Module, nn.Module]:
@@ -83,10 +62,8 @@ def build_plain_networks(config: GANConfig) -> tuple[nn.Module, nn.Module]:
     return ConvGenerator(config.z_dim, c, r, config.channels), ConvDiscriminator(c, r, config.channels)
 
 
-class GANModel(GenerativeModel):
+class GANModel(ModuleWeights, GenerativeModel):
     """Generator (sampled from directly: no EMA) and discriminator."""
-
-    output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: GANConfig, context: BuildContext) -> None:
         self.config = config
@@ -109,7 +86,7 @@ class GANModel(GenerativeModel):
         self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
     ) -> TrainResult:
         """Non-saturating loss, nothing else; seeded by ``options.seed``."""
-        check_dataset(dataset, self.config.sample_shape, "gan")
+        check_dataset(dataset, self.config.sample_shape, "gan", min_items=2)
         self.to(options.device)
         setup = AdversarialSetup(generator=self.G, discriminator=self.D, generate=self._fakes,
                                  betas=(self.config.adam_beta1, self.config.adam_beta2),
@@ -121,7 +98,7 @@ class GANModel(GenerativeModel):
     @property
     def capabilities(self) -> Capabilities:
         """One pass, unconditional, no options."""
-        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("gan",))
+        return Capabilities(sample_shape=self.config.sample_shape, samplers=("gan",))
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, R, R] in [-1, 1] or [N, D] points in one pass; sample i depends on seeds[i] only."""
@@ -134,54 +111,20 @@ class GANModel(GenerativeModel):
     def _modules(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return modules_state_dict(self._modules(), {"train_steps": torch.tensor([self.train_steps], dtype=torch.int64)})
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state_dict(self._modules(), tensors)
-        if "train_steps" in tensors:
-            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
-
-    def to(self, device: torch.device | str) -> GANModel:
-        self.device = torch.device(device)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        return self
-
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": GANFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(self.config.sample_shape),
-            "parameters": sum(p.numel() for p in self.G.parameters()),
-            "discriminator_parameters": sum(p.numel() for p in self.D.parameters()),
-            "steps": 1,
-            "z_dim": self.config.z_dim,
-            "supports_truncation": False,
-            "params": {},
-            "train_steps": self.train_steps,
-        }
+        """The capabilities, with the network sizes."""
+        return {**super().describe(), "family": GANFamily.name, "parameters": self.parameter_count("G"),
+                "discriminator_parameters": self.parameter_count("D"), "z_dim": self.config.z_dim,
+                "train_steps": self.train_steps}
 
 
-class GANPointsModel(GANModel):
-    output_kind: ClassVar[str] = "points"
+class GANFamily(ModelFamily, name="gan", config_class=GANConfig, model_class=GANModel):
+    """Plain GAN baseline (no mapping network, no R1, no EMA): MLP for points, DCGAN-like for images
 
+    Plain GAN (Goodfellow et al. 2014): MLP for 2D points, DCGAN-like for images; the mode-collapse baseline.
+    """
 
-class GANFamily(ModelFamily):
-    """Plain GAN (Goodfellow et al. 2014): MLP for 2D points, DCGAN-like for images; the mode-collapse baseline."""
-
-    name: ClassVar[str] = "gan"
-    config_class: ClassVar[type[ModelConfig]] = GANConfig
-    description: ClassVar[str] = "Plain GAN baseline (no mapping network, no R1, no EMA): MLP for points, DCGAN-like for images"
-
-    def build(self, config: ModelConfig, context: BuildContext) -> GANModel:
-        if not isinstance(config, GANConfig):
-            raise InvalidArgument("config", f"family 'gan' needs a GANConfig, got {type(config).__name__}")
-        return (GANPointsModel if config.is_points else GANModel)(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> GANConfig:
-        if dataset is None:
-            return GANConfig()
+    def config_for(self, dataset: Dataset) -> GANConfig:
         if dataset.kind == "points":
             return GANConfig(sample_shape=tuple(dataset.sample_shape))
         return GANConfig(sample_shape=tuple(dataset.sample_shape), z_dim=64)

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Callable
 
 from hub import hookimpl
-from hub.model import ModelFamily, PretrainedModel
+from hub.hookspecs import bundled_checkpoints
+from hub.model import ModelFamily
 
 from genhub_stylegan.gan import GANFamily
 from genhub_stylegan.stylegan import StyleGANFamily
-
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
 @hookimpl
@@ -20,14 +19,5 @@ def register_models(register: Callable[[ModelFamily], None]) -> None:
     register(GANFamily())
 
 
-def pretrained_dirs(root: Path = PRETRAINED_DIR) -> list[Path]:
-    """Checkpoint folders shipped with the plugin: each subfolder of ``pretrained/`` holding a card.json."""
-    if not root.is_dir():
-        return []
-    return sorted(d for d in root.iterdir() if (d / "card.json").is_file())
-
-
-@hookimpl
-def register_pretrained(register: Callable[[PretrainedModel], None]) -> None:
-    for directory in pretrained_dirs():
-        register(PretrainedModel.from_dir(directory))
+# every checkpoint folder under pretrained/ (model.safetensors, card.json, card.md), synced into the registry on start
+register_pretrained = bundled_checkpoints(Path(__file__).parent / "pretrained")

@@ -8,35 +8,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
 from hub.errors import InvalidArgument
-from hub.model import (
-    BuildContext,
-    Capabilities,
-    GenerativeModel,
-    ModelConfig,
-    ModelFamily,
-    NoiseSource,
-    Param,
-    SampleRequest,
-    StepCallback,
-    StepEvent,
-    TrainOptions,
-    TrainProgress,
-    TrainResult,
-    report_step,
-)
+from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, Param,
+                       SampleRequest, StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, report_step)
+from hub.training import ModuleWeights, check_dataset, ema_decay_at, ema_update
 
 from genhub_stylegan.augment import parse_policy
-from genhub_stylegan.common import (
-    check_dataset,
-    ema_update,
-    load_modules_state_dict,
-    modules_state_dict,
-)
 from genhub_stylegan.networks import NOISE_MODES, build_style_networks
 from genhub_stylegan.training import AdversarialSetup, train_adversarial
 
@@ -91,30 +72,20 @@ class StyleGANConfig(ModelConfig):
                                       f"{list(self.sample_shape)}; resize the data or use digits (8) / digits16 (16)")
         elif len(self.sample_shape) != 1 or self.sample_shape[0] < 1:
             raise InvalidArgument("sample_shape", f"need [C, R, R] images or [D] points, got {list(self.sample_shape)}")
-        for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "width", "num_layers",
-                     "mbstd_group", "r1_interval"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        self.check_at_least_one("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "width", "num_layers",
+                                "mbstd_group", "r1_interval")
         if not 0 < self.mapping_lr_mul <= 1:
             raise InvalidArgument("mapping_lr_mul", f"must be in (0, 1], got {self.mapping_lr_mul}")
-        for name in ("w_avg_beta", "ema_decay", "adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InvalidArgument(name, f"must be in [0, 1), got {getattr(self, name)}")
+        self.check_fractions("w_avg_beta", "ema_decay", "adam_beta1", "adam_beta2")
         if not 0.0 <= self.mixing_prob <= 1.0:
             raise InvalidArgument("mixing_prob", f"must be in [0, 1], got {self.mixing_prob}")
         if self.r1_gamma < 0 or self.d_lr_ratio <= 0:
             raise InvalidArgument("r1_gamma", f"need r1_gamma >= 0 and d_lr_ratio > 0, got {self.r1_gamma}, {self.d_lr_ratio}")
         parse_policy(self.augment)
 
-    @property
-    def is_points(self) -> bool:
-        return len(self.sample_shape) == 1
 
-
-class StyleGANModel(GenerativeModel):
+class StyleGANModel(ModuleWeights, GenerativeModel):
     """Generator, discriminator (kept to resume training) and the generator's EMA, which samples."""
-
-    output_kind: ClassVar[str] = "image"
 
     def __init__(self, config: StyleGANConfig, context: BuildContext) -> None:
         self.config = config
@@ -143,16 +114,14 @@ class StyleGANModel(GenerativeModel):
 
     def _after_step(self) -> None:
         self.train_steps += 1
-        # EMA warm-up: short runs would otherwise sample from nearly initial weights.
-        decay = min(self.config.ema_decay, (1 + self.train_steps) / (10 + self.train_steps))
-        ema_update(self.G_ema, self.G, decay)
+        ema_update(self.G_ema, self.G, ema_decay_at(self.train_steps, self.config.ema_decay))
 
     def train(
         self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
     ) -> TrainResult:
         """Non-saturating loss, lazy R1, style mixing, optional DiffAugment, EMA; seeded by ``options.seed``."""
         cfg = self.config
-        check_dataset(dataset, cfg.sample_shape, "stylegan")
+        check_dataset(dataset, cfg.sample_shape, "stylegan", min_items=2)
         self.to(options.device)
         setup = AdversarialSetup(
             generator=self.G, discriminator=self.D, generate=self._fakes, betas=(cfg.adam_beta1, cfg.adam_beta2),
@@ -169,7 +138,7 @@ class StyleGANModel(GenerativeModel):
     def capabilities(self) -> Capabilities:
         """One pass, unconditional; truncation and the parameters in ``SAMPLE_PARAMS``."""
         params = {**SAMPLE_PARAMS, "mix_layer": replace(SAMPLE_PARAMS["mix_layer"], max=self.G.num_ws)}
-        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("stylegan",),
+        return Capabilities(sample_shape=self.config.sample_shape, samplers=("stylegan",),
                             truncation=True, default_truncation=self.config.default_truncation, params=params)
 
     def mapped_ws(self, request: SampleRequest, noise: NoiseSource) -> torch.Tensor:
@@ -207,64 +176,23 @@ class StyleGANModel(GenerativeModel):
     # ---- weights --------------------------------------------------------------------------------
 
     def _modules(self) -> dict[str, torch.nn.Module]:
+        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from; w_avg included); ``train_steps`` beside."""
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from; w_avg included) and ``train_steps``."""
-        return modules_state_dict(self._modules(), {"train_steps": torch.tensor([self.train_steps], dtype=torch.int64)})
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        load_modules_state_dict(self._modules(), tensors)
-        if "train_steps" in tensors:
-            self.train_steps = int(tensors["train_steps"].reshape(-1)[0])
-
-    def to(self, device: torch.device | str) -> StyleGANModel:
-        self.device = torch.device(device)
-        for module in self._modules().values():
-            module.to(self.device)
-        return self
-
     def describe(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "family": StyleGANFamily.name,
-            "output_kind": self.output_kind,
-            "sample_shape": list(cfg.sample_shape),
-            "parameters": sum(p.numel() for p in self.G.parameters()),
-            "discriminator_parameters": sum(p.numel() for p in self.D.parameters()),
-            "steps": 1,
-            "num_ws": self.G.num_ws,
-            "z_dim": cfg.z_dim,
-            "w_dim": cfg.w_dim,
-            "supports_truncation": True,
-            "default_truncation": cfg.default_truncation,
-            "params": {k: p.describe() for k, p in SAMPLE_PARAMS.items()},
-            "train_steps": self.train_steps,
-        }
+        """The capabilities, with the network sizes and the style space."""
+        return {**super().describe(), "family": StyleGANFamily.name, "parameters": self.parameter_count("G"),
+                "discriminator_parameters": self.parameter_count("D"), "num_ws": self.G.num_ws, "z_dim": self.config.z_dim,
+                "w_dim": self.config.w_dim, "train_steps": self.train_steps}
 
 
-class StyleGANPointsModel(StyleGANModel):
-    """The same model over [N, D] points: outputs are not clamped."""
-
-    output_kind: ClassVar[str] = "points"
-
-
-class StyleGANFamily(ModelFamily):
+class StyleGANFamily(ModelFamily, name="stylegan", config_class=StyleGANConfig, model_class=StyleGANModel):
     """StyleGAN2-style GAN (Karras et al. 2020) for small images, with an MLP variant for 2D points."""
 
-    name: ClassVar[str] = "stylegan"
-    config_class: ClassVar[type[ModelConfig]] = StyleGANConfig
     description: ClassVar[str] = ("StyleGAN2-style GAN: mapping network, modulated convolutions, noise inputs, "
                                   "lazy R1, EMA; truncation and style mixing (MLP variant for 2D points)")
 
-    def build(self, config: ModelConfig, context: BuildContext) -> StyleGANModel:
-        if not isinstance(config, StyleGANConfig):
-            raise InvalidArgument("config", f"family 'stylegan' needs a StyleGANConfig, got {type(config).__name__}")
-        return (StyleGANPointsModel if config.is_points else StyleGANModel)(config, context)
-
-    def default_config(self, dataset: Dataset | None = None) -> StyleGANConfig:
-        if dataset is None:
-            return StyleGANConfig()
+    def config_for(self, dataset: Dataset) -> StyleGANConfig:
         if dataset.kind == "points":
             return StyleGANConfig(sample_shape=tuple(dataset.sample_shape), z_dim=16, w_dim=64, r1_gamma=0.1,
                                   mixing_prob=0.0, mbstd_group=4)

@@ -4,55 +4,18 @@ differentiable augmentation, an after-step hook (the EMA of the generator).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hub.errors import InvalidArgument
 from hub.model import TrainOptions, TrainProgress, TrainResult
+from hub.training import (GAN_HINT, LossLog, check_gan_options, discriminator_step, g_loss_nonsaturating, index_batches,
+                          optimizer_step)
 
 from genhub_stylegan.augment import diff_augment
-
-
-def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), written with softplus for stability."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(D(G(z))): the generator loss that does not saturate when D wins early (Goodfellow et al. 2014)."""
-    return F.softplus(-fake_logits).mean()
-
-
-def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """E ||grad_x D(x)||^2 on real data (Mescheder et al. 2018); ``real`` must require grad. Differentiable."""
-    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-    return grad.pow(2).flatten(1).sum(dim=1).mean()
-
-
-def index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless [batch_size] index tensors over shuffled epochs."""
-    pool = torch.empty(0, dtype=torch.long)
-    while True:
-        while pool.numel() < batch_size:
-            pool = torch.cat([pool, torch.randperm(n, generator=generator)])
-        yield pool[:batch_size]
-        pool = pool[batch_size:]
-
-
-def check_options(options: TrainOptions) -> None:
-    if options.steps < 1:
-        raise InvalidArgument("steps", f"must be >= 1, got {options.steps}")
-    if options.batch_size < 2:
-        raise InvalidArgument("batch_size", f"GAN training needs at least 2 samples per batch, got {options.batch_size}")
-    if not options.learning_rate > 0:
-        raise InvalidArgument("learning_rate", f"must be > 0, got {options.learning_rate}")
 
 
 @dataclass
@@ -84,15 +47,12 @@ def train_adversarial(
 
     ``data``: [N, C, H, W] or [N, D] on the CPU. The logged loss is D's loss + G's loss; both curves are in ``extra``.
     """
-    check_options(options)
+    check_gan_options(options)
     G, D = setup.generator, setup.discriminator
     lazy = setup.r1_interval if setup.r1_gamma > 0 else 1
     opt_g = _adam(G.parameters(), options.learning_rate, setup.betas, 1)
     opt_d = _adam(D.parameters(), options.learning_rate * setup.d_lr_ratio, setup.betas, lazy)
-    log_every = max(1, min(50, options.steps // 20))
-    losses: list[float] = []
-    d_curve: list[float] = []
-    g_curve: list[float] = []
+    log = LossLog(options.steps, ("d", "g"), progress, GAN_HINT)
     r1_last = 0.0
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
@@ -100,7 +60,6 @@ def train_adversarial(
         batches = index_batches(data.shape[0], options.batch_size, torch.Generator().manual_seed(options.seed))
         G.train()
         D.train()
-        sums = [0.0, 0.0]
         for step in range(1, options.steps + 1):
             real = data[next(batches)].to(device)
             # -- discriminator
@@ -111,42 +70,22 @@ def train_adversarial(
             with torch.no_grad():
                 fake = setup.generate(real.shape[0])
             real_logits = D(diff_augment(real, setup.augment))
-            d_loss = d_loss_nonsaturating(real_logits, D(diff_augment(fake, setup.augment)))
-            total = d_loss
-            if do_r1:
-                r1 = r1_penalty(real_logits, real)
-                total = total + r1 * (setup.r1_gamma / 2 * setup.r1_interval)
-                r1_last = float(r1.detach())
-            opt_d.zero_grad(set_to_none=True)
-            total.backward()
-            opt_d.step()
+            d_loss, r1 = discriminator_step(opt_d, real_logits, D(diff_augment(fake, setup.augment)),
+                                            real if do_r1 else None, setup.r1_gamma / 2 * setup.r1_interval)
+            r1_last = r1_last if r1 is None else r1
             # -- generator
             G.requires_grad_(True)
             D.requires_grad_(False)
             g_loss = g_loss_nonsaturating(D(diff_augment(setup.generate(real.shape[0]), setup.augment)))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
+            optimizer_step(opt_g, g_loss)
             if setup.after_step is not None:
                 setup.after_step()
-            values = (float(d_loss.detach()), float(g_loss.detach()))
-            if not all(math.isfinite(v) for v in values):
-                raise InvalidArgument("learning_rate", f"losses became {values} (D, G) at step {step}; "
-                                      f"lower the learning rate (was {options.learning_rate}) or raise r1_gamma")
-            sums = [sums[0] + values[0], sums[1] + values[1]]
-            if step % log_every == 0 or step == options.steps:
-                count = step - (len(losses) * log_every)
-                d_curve.append(sums[0] / count)
-                g_curve.append(sums[1] / count)
-                losses.append(d_curve[-1] + g_curve[-1])
-                sums = [0.0, 0.0]
-                if progress is not None:
-                    progress(TrainProgress(step=step, total=options.steps, loss=losses[-1]))
+            log.add(step, options.learning_rate, d=float(d_loss.detach()), g=float(g_loss.detach()))
         D.requires_grad_(True)
         G.requires_grad_(True)
         G.eval()
         D.eval()
-    return TrainResult(losses=losses, extra={
-        "d_losses": d_curve, "g_losses": g_curve, "r1_last": r1_last, "log_every": log_every,
+    return TrainResult(losses=log.losses, extra={
+        "d_losses": log.curves["d"], "g_losses": log.curves["g"], "r1_last": r1_last, "log_every": log.every,
         "wall_time_s": time.perf_counter() - started,
     })
