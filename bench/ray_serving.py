@@ -159,7 +159,7 @@ def run(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         hub, db_url = prepare(Path(tmp), args.quick)
         results: dict[str, dict[str, float]] = {}
-        with server(args, hub, db_url, tmp, 5.0) as address:
+        with server(args, hub, db_url, tmp) as address:
             results["local (genhub serve, grpc.aio)"] = measure(address, MODEL, args)
         port = runner.free_port()
         fixed = ServeSettings(num_cpus=args.num_cpus, max_ongoing_requests=64, max_batch_size=64)
@@ -172,7 +172,8 @@ def run(argv: list[str] | None = None) -> str:
             runner.run(app.build(app.HubArgs(db_url, tmp), {MODEL: fixed, SCALING_MODEL: scaling}))
             lines.append(f"# Ray: local instance, app RUNNING after {time.monotonic() - started:.0f} s")
             with Client(f"127.0.0.1:{port}", timeout=120, token=TOKENS[auth.GENERATE]) as client:
-                client.generate(SCALING_MODEL, seed=0, steps=args.steps, sampler=args.sampler)  # load the weights
+                for name in (MODEL, SCALING_MODEL):  # load the weights before measuring (the local server's are, by now)
+                    client.generate(name, seed=0, steps=args.steps, sampler=args.sampler)
             results["ray (Serve gRPC ingress, 1 replica)"] = measure(f"127.0.0.1:{port}", MODEL, args)
             timeline = load_step(f"127.0.0.1:{port}", args)
         finally:

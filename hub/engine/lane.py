@@ -57,6 +57,7 @@ class Lane:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
         self._task: asyncio.Task[None] | None = None
+        self._recording: set[asyncio.Task[None]] = set()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -91,6 +92,8 @@ class Lane:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         left = [*self.pending, *self.active]
         self.pending, self.active = [], []
         for job in left:
@@ -305,7 +308,7 @@ class Lane:
     # -- endings -------------------------------------------------------------------------------
 
     async def _finish(self, outcomes: list[tuple[Job, Outcome]]) -> None:
-        """Record each outcome (the engine's finish callback: the generation log), then wake the callers."""
+        """End these jobs: record each outcome (the engine's record callback: the generation log), then wake the callers."""
         now = time.monotonic()
         for job, outcome in outcomes:
             started = job.started_at or now
@@ -314,13 +317,19 @@ class Lane:
             outcome.batch_samples, outcome.passes = job.batch_samples, job.passes
             job.outcome = outcome
             job.trajectory = None  # free its tensors now, not when the caller lets go
+        # Recorded (the generation log) while the next passes run: a slow registry does not stall sampling.
+        task = asyncio.get_running_loop().create_task(self._record(outcomes))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+        self._report()
+
+    async def _record(self, outcomes: list[tuple[Job, Outcome]]) -> None:
         try:
             await self._finish_cb([job for job, _ in outcomes])
         except Exception:  # a registry hiccup must not lose the images
             log.exception("engine lane %s: could not record %d outcome(s)", self.name, len(outcomes))
         for job, outcome in outcomes:
             self._resolve(job, outcome)
-        self._report()
 
     def _resolve(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome

@@ -267,7 +267,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         self.hub = hub_thread.hub
         self.resolver = resolver
         self.engine = Engine(options, record=lambda jobs: record_generations(hub_thread, jobs))
-        self.models = models or ModelCache()
+        self.models = models if models is not None else ModelCache()
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
         return await self.generate(convert.parse_generate(request), call_deadline(context))
