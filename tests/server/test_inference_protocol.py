@@ -253,3 +253,20 @@ def test_the_timeout_parameter_is_a_deadline(client: triton.InferenceServerClien
     code, message = status_of(lambda: client.infer(IMAGE_MODEL, inputs(seed=2, steps=500), parameters={"step_sleep_s": 0.02},
                                                    timeout=300_000))  # microseconds, as in Triton
     assert code == "DEADLINE_EXCEEDED" and "deadline" in message
+
+
+def test_every_bundled_model_has_metadata_a_triton_client_can_read(client: triton.InferenceServerClient, tiny: TinyHub) -> None:
+    """Each shipped checkpoint: its platform, inputs of shape [1], and one output whose dims match what it samples."""
+    bundled = sorted(tiny.hub.parts.pretrained.values(), key=lambda p: p.name)
+    assert len(bundled) >= 12
+    for pretrained in bundled:
+        metadata = client.get_model_metadata(pretrained.name)
+        assert metadata.platform == f"genhub-{pretrained.family}", pretrained.name
+        ins, outs = tensors(metadata)
+        assert {"seed", "num_samples"} <= set(ins) and all(shape == [1] for _, shape in ins.values()), pretrained.name
+        ((output, (datatype, dims)),) = outs.items()
+        if output == "samples":  # 2D points: [N, D]
+            assert (datatype, dims[0], len(dims)) == ("FP32", -1, 2), pretrained.name
+        else:  # images: [N, H, W, C] with C = 1 or 3
+            assert (output, datatype, dims[0], len(dims)) == ("images", "UINT8", -1, 4) and dims[3] in (1, 3), pretrained.name
+        assert ("prompt" in ins) == (pretrained.family == "ldm"), pretrained.name
