@@ -278,6 +278,23 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
     out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
 
 
+@cli.group("log")
+def log_group() -> None:
+    """The generation log: every request served, with its version, seed and outcome."""
+
+
+@log_group.command("prune")
+@click.option("--older-than", required=True, metavar="AGE", help="Delete records older than AGE (e.g. 30d, 12h, 90m).")
+@pass_hub
+def log_prune(ctx: HubContext, older_than: str) -> None:
+    """Delete old generation log records, to bound the registry's size."""
+    from hub.registry.genlog import parse_age
+    from hub.registry.orm import utcnow
+
+    removed = ctx.hub.registry.prune_generations(utcnow() - parse_age(older_than))
+    out.print(f"pruned {removed} generation log record(s) older than {older_than}")
+
+
 @cli.command()
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False))

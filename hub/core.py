@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -35,6 +35,7 @@ from hub.model import (
 )
 from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
 from hub.registry import Registry, VersionRecord
+from hub.registry.genlog import GenerationLog
 from hub.registry.paths import default_artifacts_root, default_db_url, default_home
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class Hub:
         self.parts = parts
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
+        self._log: GenerationLog | None = None
+        self._log_lock = threading.Lock()
+        self.log_retention: timedelta | None = None  # generation log rows older than this are pruned
 
     @classmethod
     def open(
@@ -93,6 +97,9 @@ class Hub:
         return hub
 
     def close(self) -> None:
+        """Write the generation log's queued records, release the models and the registry."""
+        if self._log is not None:
+            self._log.close()
         self._loaded.clear()
         self.registry.close()
 
@@ -178,9 +185,18 @@ class Hub:
             if log:
                 self.log_generation(loaded.version, request, seed, time.perf_counter() - start, status, error)
 
+    @property
+    def generation_log(self) -> GenerationLog:
+        """The batched writer of the generation log (started on first use; ``close`` flushes it)."""
+        with self._log_lock:
+            if self._log is None:
+                self._log = GenerationLog(self.registry, retention=self.log_retention)
+            return self._log
+
     def log_generation(
         self, version: VersionRecord, request: SampleRequest, seed: int | None, duration_s: float, status: str, error: str | None
     ) -> int:
+        """Queue one generation record for the background writer (no database work here); return its id."""
         params = {
             "sampler": request.sampler,
             "steps": request.steps,
@@ -192,7 +208,7 @@ class Hub:
             "params": request.params,
             "seeds": request.seeds,
         }
-        return self.registry.log_generation(
+        return self.generation_log.submit(
             version.id,
             seed=seed,
             params=params,

@@ -32,6 +32,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import grpc
@@ -45,7 +46,10 @@ from hub import errors
 from hub.core import Hub
 from hub.model import StepEvent
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
+from hub.ray.runner import alive_nodes
 from hub.ray.settings import Overrides, ServeSettings, settings_for
+from hub.registry.db import require_shared_backend
+from hub.registry.paths import default_db_url
 from hub.server import convert
 from hub.server.batching import Job, merge
 from hub.server.services import HubThread, RegistryService, Resolver, target
@@ -411,6 +415,8 @@ def build_app(args: dict[str, Any]) -> Any:
     ``set`` (a list of MODEL.KEY=VALUE) over the registry's tags; ``alias_ttl_s``.
     """
     hub_args = HubArgs(args.get("db_url"), args.get("home"), args.get("artifacts_root"))
+    home = Path(hub_args.home) if hub_args.home else None
+    require_shared_backend(hub_args.db_url or default_db_url(home), alive_nodes())  # several nodes: not SQLite
     if args.get("settings") is not None:
         settings = {name: ServeSettings().replace(values, f"settings of {name}") for name, values in args["settings"].items()}
     else:

@@ -158,3 +158,12 @@ class Generation(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class IdBlock(Base):
+    """The next free id of a table whose ids processes reserve in blocks (``Registry.reserve_ids``)."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)  # the table, e.g. "generations"
+    next_id: Mapped[int] = mapped_column(BigInteger)

@@ -58,6 +58,7 @@ class ServerHandle:
         await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
         await self.server.stop(grace_s)
         await self.generation.close()
+        self.generation.resolver.close()
         self.hub_thread.close()
 
 

@@ -45,7 +45,9 @@ class Resolver:
 
     ``name:3`` never changes meaning, so it is cached for good; ``name`` and
     ``name@alias`` for ``alias_ttl_s``, since another process (`genhub alias`)
-    may move an alias. SetAlias through this server clears the cache at once.
+    may move an alias. SetAlias through this server clears the cache at once; on
+    PostgreSQL so does an alias move anywhere (LISTEN/NOTIFY, ``Registry.watch_aliases``),
+    and the TTL is only the backstop for a lost notification connection.
     """
 
     MAX_ENTRIES = 4096
@@ -54,13 +56,25 @@ class Resolver:
         self.hub_thread = hub_thread
         self.alias_ttl_s = alias_ttl_s
         self._cache: dict[str, tuple[Any, float | None]] = {}  # ref -> (version, expires at; None: never)
+        self._epoch = 0  # bumped by the watcher thread; the cache is cleared on the next resolve
+        self._cache_epoch = 0
+        self.watcher = hub_thread.hub.registry.watch_aliases(self._moved)
+
+    def _moved(self, model: str | None) -> None:
+        self._epoch += 1  # an int store: atomic under the GIL, read on the event loop
 
     async def resolve(self, ref: str) -> Any:
         now = time.monotonic()
+        if self._cache_epoch != self._epoch:
+            self._cache_epoch = self._epoch
+            self._cache.clear()
         hit = self._cache.get(ref)
         if hit is not None and (hit[1] is None or now < hit[1]):
             return hit[0]
+        epoch = self._epoch
         version = await self.hub_thread.run(self.hub_thread.hub.resolve, ref)
+        if epoch != self._epoch:  # an alias moved while we read: do not cache what may be stale
+            return version
         if len(self._cache) >= self.MAX_ENTRIES:
             self._cache.clear()
         self._cache[ref] = (version, None if parse_ref(ref).version is not None else now + self.alias_ttl_s)
@@ -68,6 +82,10 @@ class Resolver:
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
 
 
 async def target(hub_thread: HubThread, resolver: Resolver, parsed: convert.ParsedRequest) -> tuple[convert.ParsedRequest, Any]:

@@ -1,6 +1,7 @@
 """Fixtures and helpers for tests that talk to a real server.
 
-A session-wide hub on a real SQLite file in a tmp dir, with the tiny test family
+A session-wide hub on a real SQLite file in a tmp dir, and another on a fresh database of the session's
+real PostgreSQL server (tests.databases): every test that uses ``tiny`` runs on both. Each has the tiny test family
 (``tests.server.tiny_family``) and two trained models: ``tiny-digits`` (1x8x8
 images, 10 classes) and ``tiny-points`` (2D points). Servers are real: either
 in-process on an ephemeral loopback port (``BackgroundServer``), or a real
@@ -26,6 +27,7 @@ from hub.core import Hub
 from hub.devices import hardware_description
 from hub.model import TrainOptions
 from hub.server.app import BackgroundServer
+from tests.databases import BACKENDS, database_url
 from tests.server import tiny_family
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +46,12 @@ class TinyHub:
         return self.hub.load(ref).model
 
 
-def open_tiny_hub(home: Path, *, bundled: bool = True) -> TinyHub:
+def open_tiny_hub(home: Path, *, bundled: bool = True, db_url: str | None = None) -> TinyHub:
     """A hub with the tiny test family; ``bundled=False`` leaves the plugins' shipped checkpoints (and their
-    figures, measured on this kind of machine) out of the registry, for tests that route among their own versions."""
+    figures, measured on this kind of machine) out of the registry, for tests that route among their own versions.
+    The registry is a SQLite file in ``home`` unless ``db_url`` names another."""
     home.mkdir(parents=True, exist_ok=True)
-    db_url = f"sqlite:///{home}/r.db"
+    db_url = db_url or f"sqlite:///{home}/r.db"
     hub = Hub.open(db_url=db_url, home=home, extra_plugins=[("tinyfamily", tiny_family)], sync=bundled)
     register_trained(hub, IMAGE_MODEL, "digits", card="# tiny-digits\n\nA tiny test model.", metrics={"fid": 123.0})
     register_trained(hub, POINTS_MODEL, "gmm-ring8")
@@ -88,9 +91,10 @@ def record_figures(hub: Hub, ref: str, *, fd: float, latency: float, sampler: st
                             details={"p90_ms": latency * 1.5})
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
-    opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-server"))
+@pytest.fixture(scope="session", params=BACKENDS)
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
+    home = tmp_path_factory.mktemp("genhub-server")
+    opened = open_tiny_hub(home, db_url=database_url(request, home))
     yield opened
     opened.hub.close()
 

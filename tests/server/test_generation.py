@@ -6,6 +6,7 @@ import io
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -52,16 +53,17 @@ def busy_worker(client: Client) -> Iterator[None]:
         stream.close()
 
 
-def newest_id(tiny: TinyHub) -> int:
+def log_mark(tiny: TinyHub) -> datetime:
+    """When the newest generation logged so far was created (ids come in per-process blocks: not in time order)."""
     newest = tiny.hub.registry.generations(limit=1)
-    return newest[0].id if newest else 0
+    return newest[0].created_at if newest else datetime.min.replace(tzinfo=timezone.utc)
 
 
-def wait_logged(tiny: TinyHub, after_id: int, status: str) -> Any:
-    """The first generation logged after ``after_id`` with ``status`` (waits for it)."""
+def wait_logged(tiny: TinyHub, after: datetime, status: str) -> Any:
+    """The first generation logged after ``after`` with ``status`` (waits for the background writer)."""
 
     def find() -> Any:
-        return next((g for g in tiny.hub.registry.generations(limit=20) if g.id > after_id and g.status == status), None)
+        return next((g for g in tiny.hub.registry.generations(limit=20) if g.created_at > after and g.status == status), None)
 
     return wait_for(find, what=f"a generation logged as {status!r}")
 
@@ -73,6 +75,7 @@ def test_generate_returns_pngs_of_the_resolved_version_and_logs_it(tiny: TinyHub
     assert result.model == f"{IMAGE_MODEL}:{version.version}" and result.digest == version.artifact_digest
     png = Image.open(io.BytesIO(result.response.images[0].png))
     assert png.size == (8, 8) and png.mode == "L"
+    tiny.hub.generation_log.flush()  # this server logs through the session hub's background writer
     logged = {g.id: g for g in tiny.hub.registry.generations(limit=50)}[result.generation_id]
     assert (logged.status, logged.seed, logged.num_samples) == ("ok", 7, 3)
     assert logged.params["steps"] == 4 and logged.ref == result.model
@@ -149,7 +152,7 @@ def test_a_bad_request_does_not_fail_its_batch_mates(tiny: TinyHub, server: Back
 
 def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with Client(server.address) as client:
         stream = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         for event in stream:
@@ -182,7 +185,7 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
 
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with Client(server.address) as client:
         with pytest.raises(errors.DeadlineExceeded):
             client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)

@@ -23,7 +23,7 @@ from hub import errors
 from hub.client import Client, RemoteGeneration, StepProgress
 from hub.server.app import ServerHandle, serve
 from hub.server.commands import generate_remote
-from tests.server.harness import IMAGE_MODEL, ServeProcess, TinyHub
+from tests.server.harness import IMAGE_MODEL, ServeProcess, TinyHub, wait_for
 
 SERVICES = ["hub.v1.GenerationService", "hub.v1.RegistryService"]
 
@@ -42,8 +42,10 @@ def test_python_client_lists_and_generates(tiny: TinyHub, serving: ServeProcess)
         events = list(client.stream_generate(IMAGE_MODEL, num_samples=1, seed=3, steps=3))
     assert [e.step for e in events[:-1] if isinstance(e, StepProgress)] == [1, 2, 3]
     assert isinstance(events[-1], RemoteGeneration)
-    logged = {g.id: g for g in tiny.hub.registry.generations(limit=20)}  # the server logged in the shared registry
-    assert logged[result.generation_id].status == "ok" and logged[result.generation_id].seed == 3
+    # the server logged in the shared registry (its background writer flushes within 200 ms)
+    logged = wait_for(lambda: {g.id: g for g in tiny.hub.registry.generations(limit=20)}.get(result.generation_id),
+                      what=f"generation {result.generation_id} in the log")
+    assert logged.status == "ok" and logged.seed == 3
 
 
 def test_health_is_serving_for_each_service(serving: ServeProcess) -> None:
