@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from grpc import aio
 
+from hub import auth
 from hub.client import Client, build_request
 from hub.core import Hub
 from hub.devices import hardware_description
@@ -34,7 +35,7 @@ from hub.v1 import generation_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from serving import BENCH_CONFIG, percentiles, server  # noqa: E402  (the local-server harness of bench/serving.py)
+from serving import BENCH_CONFIG, TOKENS, percentiles, server  # noqa: E402  (the local-server harness of bench/serving.py)
 
 MODEL = "bench-ddpm"  # one replica: compared with the local server
 SCALING_MODEL = "bench-ddpm-scaling"  # the same weights, autoscaling
@@ -77,7 +78,8 @@ async def _load(address: str, ref: str, clients: int, duration: float, steps: in
 
         async def one(seed: int) -> float:
             start = time.perf_counter()
-            await stub.Generate(build_request(ref, seed=seed, sampler=sampler, steps=steps), timeout=300)
+            await stub.Generate(build_request(ref, seed=seed, sampler=sampler, steps=steps), timeout=300,
+                                metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return (time.perf_counter() - start) * 1000
 
         await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, model load, first batch
@@ -119,7 +121,7 @@ def load_step(address: str, args: argparse.Namespace) -> list[tuple[float, int, 
                     seed = index * 1_000_000
                     while not stop.is_set():
                         await stub.Generate(build_request(SCALING_MODEL, seed=seed, sampler=args.sampler, steps=args.steps),
-                                            timeout=300)
+                                            timeout=300, metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
                         done[0] += 1
                         seed += 1
 
@@ -169,7 +171,7 @@ def run(argv: list[str] | None = None) -> str:
             started = time.monotonic()
             runner.run(app.build(app.HubArgs(db_url, tmp), {MODEL: fixed, SCALING_MODEL: scaling}))
             lines.append(f"# Ray: local instance, app RUNNING after {time.monotonic() - started:.0f} s")
-            with Client(f"127.0.0.1:{port}", timeout=120) as client:
+            with Client(f"127.0.0.1:{port}", timeout=120, token=TOKENS[auth.GENERATE]) as client:
                 client.generate(SCALING_MODEL, seed=0, steps=args.steps, sampler=args.sampler)  # load the weights
             results["ray (Serve gRPC ingress, 1 replica)"] = measure(f"127.0.0.1:{port}", MODEL, args)
             timeline = load_step(f"127.0.0.1:{port}", args)

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 import torch
 from grpc import aio
 
+from hub import auth
 from hub.client import Client, build_request
 from hub.core import Hub
 from hub.devices import hardware_description
@@ -93,6 +94,7 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms
         from hub.server.app import BackgroundServer
 
         with BackgroundServer(hub, "127.0.0.1:0", batch_window_ms=window_ms, max_queue=256) as background:
+            use_tokens(hub.home)
             yield background.address
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
@@ -102,10 +104,19 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms
                                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
     try:
         address = _wait_for_address(process)
+        use_tokens(home)
         yield address
     finally:
         process.terminate()
         process.wait(60)
+
+
+TOKENS: dict[str, str | None] = {auth.GENERATE: None}  # what this run's clients send
+
+
+def use_tokens(home: Any) -> None:
+    """Clients of this run send the generate token the server's first start wrote (else $GENHUB_TOKEN)."""
+    TOKENS[auth.GENERATE] = auth.client_token(auth.GENERATE, home)
 
 
 def _wait_for_address(process: subprocess.Popen[str]) -> str:
@@ -129,7 +140,7 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
 def latencies(hub: Hub, ref: str, addresses: list[str], args: argparse.Namespace) -> list[list[float]]:
     """Milliseconds per request: the bare model, Hub.generate, then each server; interleaved so all see the same load."""
     model = hub.load(ref).model
-    clients = [Client(address, timeout=120) for address in addresses]
+    clients = [Client(address, timeout=120, token=TOKENS[auth.GENERATE]) for address in addresses]
     times: list[list[float]] = [[] for _ in range(len(addresses) + 2)]
     try:
         for client in clients:
@@ -152,7 +163,7 @@ def latencies(hub: Hub, ref: str, addresses: list[str], args: argparse.Namespace
 def round_trip(address: str, args: argparse.Namespace) -> list[float]:
     """Milliseconds of a gRPC call that does no sampling and no database work (ListPlugins)."""
     times = []
-    with Client(address, timeout=60) as client:
+    with Client(address, timeout=60, token=TOKENS[auth.GENERATE]) as client:
         for i in range(args.iterations + WARMUP):
             start = time.perf_counter()
             client.list_plugins()
@@ -167,7 +178,8 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
 
         async def one(seed: int) -> int:
-            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300)
+            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300,
+                                           metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return response.batch_samples
 
         await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, worker, first batch

@@ -17,6 +17,7 @@ from hub.core import Hub
 from hub.errors import GenhubError, InvalidArgument
 from hub.model import SampleRequest, StepEvent, TrainOptions, TrainProgress
 from hub.plugins import Contributions, PluginHost, load_plugins
+from hub.server.options import connection_options
 
 console = Console(stderr=True)
 out = Console()
@@ -221,11 +222,12 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Family-specific parameter.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--server", help="HOST:PORT of a genhub server; without it, generate in this process.")
+@connection_options
 @pass_hub
 def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: float | None, condition: str | None,
              num_samples: int, seed: int, sampler: str | None, steps: int | None,
              eta: float, guidance: float | None, truncation: float | None, label: int | None, prompt: str | None,
-             params: tuple[str, ...], output: str, server: str | None) -> None:
+             params: tuple[str, ...], output: str, server: str | None, **connection: Any) -> None:
     """Generate samples from REF (name, name:version or name@alias), or route by --task and --budget-ms; write a PNG grid."""
     from hub.images import save_samples
 
@@ -265,6 +267,7 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
                 num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
                 guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
                 progress=lambda step, total: bar.update(task_id, total=total, completed=step),
+                home=ctx.home, **connection,
             )
         else:
             request = SampleRequest.from_seed(
@@ -334,6 +337,7 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
             samples, _ = generate_remote(
                 server.address, version.ref, num_samples=num_samples, seed=seed, **demo_fields(version.tags),
                 progress=lambda step, total, task=task: bar.update(task, total=total, completed=step),
+                home=hub.home,
             )
             path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
             table.add_row(version.ref, version.family, version.artifact_digest[:12], str(num_samples),
@@ -363,9 +367,11 @@ def _all_models(hub: Hub) -> list[Any]:
 def _add_server_commands() -> None:
     from hub.ray.commands import deploy
     from hub.server.commands import serve
+    from hub.server.token_commands import token
 
     cli.add_command(serve)
     cli.add_command(deploy)
+    cli.add_command(token)
 
 
 _add_server_commands()

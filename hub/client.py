@@ -12,22 +12,31 @@
 
 Errors come back as the same ``hub.errors`` classes the server raised
 (InvalidArgument, NotFound, ResourceExhausted, ...), with the server's message.
+
+Authentication: ``token=`` is sent on every call as ``authorization: Bearer``;
+without it the client uses ``$GENHUB_TOKEN``, else ``tokens.json`` in ``home``
+(default: the genhub home), the generate token for reads and generation and the
+admin token for SetAlias. TLS: ``tls=ClientTls(ca=..., cert=..., key=...)``.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import grpc
 import numpy as np
 import torch
 
+from hub import auth
 from hub.errors import InvalidArgument
 from hub.model import ParamValue
 from hub.server.convert import param_message, tensor_from_message, timeout_metadata
+from hub.server.auth import METHOD_SCOPES
 from hub.server.status import error_for
+from hub.tls import ClientTls
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc, types_pb2
 
 FORMATS = {
@@ -146,18 +155,24 @@ def build_request(
 class Client:
     """A blocking client; one channel, reused for every call. Use as a context manager."""
 
-    def __init__(self, address: str, *, timeout: float | None = None) -> None:
+    def __init__(self, address: str, *, timeout: float | None = None, token: str | None = None,
+                 home: str | Path | None = None, tls: ClientTls | None = None) -> None:
         self.address = address
         self.timeout = timeout  # default deadline per call, seconds; None: none
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-        )
+        # scope -> the token sent for calls needing it (None: send none, the server answers UNAUTHENTICATED)
+        self._tokens = {scope: token or auth.client_token(scope, home) for scope in auth.SCOPES}
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if tls is not None:
+            self._raw_channel = grpc.secure_channel(address, tls.credentials(), options=options)
+        else:
+            self._raw_channel = grpc.insecure_channel(address, options=options)
+        # Every call on this channel carries the token, also from stubs made on ``client.channel``.
+        self.channel = grpc.intercept_channel(self._raw_channel, _TokenInterceptor(self))
         self.registry = registry_pb2_grpc.RegistryServiceStub(self.channel)
         self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
 
     def close(self) -> None:
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -171,6 +186,10 @@ class Client:
             grpc.channel_ready_future(self.channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             raise error_for(grpc.StatusCode.UNAVAILABLE, f"no server answered at {self.address} within {timeout:g} s") from None
+
+    def token_for(self, method: str) -> str | None:
+        """The token sent with ``method`` (``/package.Service/Method``): admin for SetAlias, generate otherwise."""
+        return self._tokens[auth.ADMIN if METHOD_SCOPES.get(method) == auth.ADMIN else auth.GENERATE]
 
     def _call(self, method: Any, request: Any, timeout: float | None = None, *, send_timeout: bool = False) -> Any:
         timeout = timeout if timeout is not None else self.timeout
@@ -236,6 +255,44 @@ class Client:
             raise error_for(exc.code(), exc.details() or "") from exc
         finally:
             call.cancel()  # no-op when the stream already ended
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                        grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to calls that do not carry one."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or ())
+        token = self.client.token_for(details.method)
+        if token and not any(key == "authorization" for key, _ in metadata):
+            metadata += auth.bearer_metadata(token)
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
 
 
 def _timeout_metadata(timeout: float | None) -> list[tuple[str, str]] | None:

@@ -69,6 +69,7 @@ class Hub:
         self.host = host
         self.parts = parts
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self.home: Path | None = None  # set by Hub.open: where tokens.json lives
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
         self._log: GenerationLog | None = None
         self._log_lock = threading.Lock()
@@ -92,6 +93,7 @@ class Hub:
         artifacts = ArtifactStore(Path(artifacts_root) if artifacts_root else default_artifacts_root(home_path))
         artifacts.cleanup_temp()
         hub = cls(registry, artifacts, host, parts)
+        hub.home = home_path
         if sync:
             hub.sync()
         return hub

@@ -50,6 +50,14 @@ class Cancelled(GenhubError):
     """The caller stopped the work (a step callback returned False)."""
 
 
+class Unauthenticated(GenhubError):
+    """A call came without a token, or with one the server does not know (or that expired)."""
+
+
+class PermissionDenied(GenhubError):
+    """A call's token is valid but lacks the scope the call needs."""
+
+
 class ArtifactCorrupt(GenhubError):
     """An artifact's bytes no longer match the digest it is stored under."""
 

@@ -19,6 +19,7 @@ from hub.model import NoiseSource, StepCallback
 # model_fn(x_t [N, ...], t [N] int64 timesteps in [0, T)) -> network output, same shape as x_t
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")  # diffusers' names for how a sampler strides [0, T)
 
 
 @dataclass
@@ -28,11 +29,23 @@ class DiffusionProcess:
     alphas_cumprod: torch.Tensor  # [T], float64 for accuracy, decreasing
     prediction_type: str = "epsilon"  # what the network outputs
     clip_sample: float | None = 1.0  # clamp x0 estimates to [-c, c]; None: no clamp
+    # The rest follow diffusers' scheduler configs, so imported pipelines sample as they did there; the
+    # defaults are what genhub's own families were trained and checked with.
+    timestep_spacing: str = "leading"  # one of TIMESTEP_SPACINGS
+    steps_offset: int = 0  # added to "leading" timesteps
+    final_alpha_cumprod: float = 1.0  # DDIM's alpha-bar after its last step (set_alpha_to_one=False: alphas_cumprod[0])
+    # None: after clipping, re-derive epsilon from the clipped x0 for v/sample predictions only (genhub's rule);
+    # True / False: always / never, as diffusers' DDIM ``use_clipped_model_output`` (its pipelines pass False).
+    use_clipped_model_output: bool | None = None
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
             raise InvalidArgument(
                 "prediction_type", f"{self.prediction_type!r} is not one of {list(PREDICTION_TYPES)}"
+            )
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise InvalidArgument(
+                "timestep_spacing", f"{self.timestep_spacing!r} is not one of {list(TIMESTEP_SPACINGS)}"
             )
 
     @property
@@ -62,7 +75,8 @@ class DiffusionProcess:
             eps = (x_t - sa * x0) / s1
         if self.clip_sample is not None:
             x0 = x0.clamp(-self.clip_sample, self.clip_sample)
-            if self.prediction_type != "epsilon":
+            rederive = self.use_clipped_model_output
+            if rederive if rederive is not None else self.prediction_type != "epsilon":
                 eps = (x_t - sa * x0) / s1
         return x0, eps
 

@@ -78,3 +78,31 @@ def test_demo_reads_its_request_from_demo_tags() -> None:
     tags = ["pretrained", "demo.prompt=a red circle, top left", "demo.class_label=3", "demo.guidance_scale=2.5",
             "demo.unknown=1", "serve.num_cpus=1"]
     assert demo_fields(tags) == {"prompt": "a red circle, top left", "class_label": 3, "guidance_scale": 2.5}
+
+
+
+def test_token_create_list_revoke(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from hub.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:  # `genhub` in this process: no start-up per call
+        try:
+            main(["--home", str(tmp_path), *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    code, token, err = run("token", "create", "--scope", "admin", "--name", "ci", "--expires", "30d")
+    assert code == 0 and token.strip().startswith("ghk_") and "shown only now" in err
+    code, listed, _ = run("token", "list")
+    assert "ci" in listed and "admin" in listed and token.strip() not in listed
+    with Hub.open(home=tmp_path, sync=False) as hub:
+        assert [r.name for r in hub.registry.tokens.list()] == ["ci"] and hub.registry.tokens.list()[0].expires_at
+    for args, named in [(["token", "create", "--scope", "admin", "--name", "ci"], "exists"),
+                        (["token", "create", "--scope", "generate", "--expires", "soon"], "duration"),
+                        (["token", "revoke", "nope"], "no token named 'nope'")]:
+        code, out, err = run(*args)
+        assert code == 1 and named in err and "Traceback" not in err, (args, out, err)
+    assert run("token", "revoke", "ci")[0] == 0
+    assert "ci" not in run("token", "list")[1]

@@ -46,6 +46,7 @@ from hub.registry.records import (
     VersionRecord,
 )
 from hub.registry.refs import LATEST, check_alias, check_model_name, check_version, parse_ref
+from hub.registry.tokens import TokenStore
 
 
 GENERATIONS = "generations"  # the id block of the generation log
@@ -105,6 +106,11 @@ class Registry:
         Close the watcher when done.
         """
         return None if self._sqlite else AliasWatcher(self._parsed_url, on_change)
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens (hashes only): create, list, revoke."""
+        return TokenStore(self._session)
 
     def __enter__(self) -> Registry:
         return self

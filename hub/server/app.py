@@ -21,10 +21,14 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hub import auth
 from hub.core import Hub
+from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.batching import BatchOptions, ModelWorker
 from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
+from hub.server.health import Health
 from hub.server.status import DomainErrorInterceptor
+from hub.tls import ServerTls, check_exposure
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,8 @@ SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
 )
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 samples of raw 3x256x256 float32 fit
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # sent: 64 samples of raw 3x256x256 float32 fit
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024  # received: real requests are under 40 kB
 
 
 @dataclass
@@ -70,31 +75,52 @@ async def start(
     max_batch: int = 64,
     max_queue: int = 64,
     alias_ttl_s: float = 1.0,
+    auth_enabled: bool = True,
+    tls: ServerTls | None = None,
+    insecure: bool = False,
+    max_receive_bytes: int = MAX_RECEIVE_BYTES,
+    reflection_enabled: bool = True,
+    health_needs_token: bool = False,
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
     ``alias_ttl_s``: how long a resolved ``name`` / ``name@alias`` is reused before the
     registry is asked again (an alias moved by another process shows up within it).
+    ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
+    first start creates them and writes ``tokens.json`` into the hub's home. ``tls``:
+    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
     """
+    check_exposure(address, tls, insecure)
     options = BatchOptions(window_s=batch_window_ms / 1000.0, max_batch=max_batch, max_queue=max_queue)
+    hub_thread = HubThread(hub)
+    interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
+    if auth_enabled:
+        written = await hub_thread.run(auth.create_initial_tokens, hub.registry, hub.home)
+        if written is not None:
+            log.info("created an admin and a generate token; wrote them to %s (mode 0600)", written)
+        store = hub.registry.tokens
+        authenticator = Authenticator(lambda: hub_thread.run(store.active), health_needs_token=health_needs_token)
+        interceptors.insert(0, AuthInterceptor(authenticator))  # first: refuse before any other work
+    else:
+        log.warning("authentication is off (--no-auth): anyone who reaches %s can generate and move aliases", address)
     server = aio.server(
-        interceptors=[DomainErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
         ],
     )
-    hub_thread = HubThread(hub)
     resolver = Resolver(hub_thread, alias_ttl_s)
     generation = GenerationService(hub_thread, resolver, options)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if reflection_enabled:
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
         raise OSError(f"cannot listen on {address}: {exc}; is another server using that port? choose one with --address") from exc
     await server.start()
@@ -145,6 +171,12 @@ class BackgroundServer:
     @property
     def address(self) -> str:
         return self.handle.address
+
+    def client(self, **kwargs: Any) -> Any:
+        """A ``hub.client.Client`` for this server, with the tokens in its hub's home (``tokens.json``)."""
+        from hub.client import Client
+
+        return Client(self.address, home=self.handle.hub_thread.hub.home, **kwargs)
 
     @property
     def port(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import click
@@ -32,17 +33,41 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
               help="ray: YAML of per-model serving settings (resources, autoscaling, batching).")
 @click.option("--set", "assignments", multiple=True, metavar="MODEL.KEY=VALUE", help="ray: override one serving setting.")
 @click.option("--ray-address", help="ray: join this cluster (e.g. auto) instead of starting a local instance.")
+@click.option("--no-auth", is_flag=True, help="Serve without tokens: anyone who reaches the port may call every RPC.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain: serve TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False),
+              help="PEM CA bundle: require client certificates it signed (mutual TLS).")
+@click.option("--insecure", is_flag=True, help="Allow plaintext on a non-loopback --address (e.g. behind a TLS proxy).")
+@click.option("--max-receive-mib", type=click.FloatRange(min=0.01), default=4.0, show_default=True,
+              help="Largest request message accepted, MiB.")
+@click.option("--no-reflection", is_flag=True, help="Do not serve gRPC reflection.")
+@click.option("--health-needs-token", is_flag=True, help="grpc.health.v1 needs a generate token too (open by default).")
 @click.pass_context
 def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: int, max_queue: int, grace: float,
           db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
-          ray_address: str | None) -> None:
-    """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM."""
+          ray_address: str | None, no_auth: bool, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
+          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool) -> None:
+    """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM.
+
+    Calls need a token (see `genhub token`); the first start writes an admin and a generate token to
+    tokens.json in the genhub home. Health checks and reflection stay open.
+    """
     from hub.core import Hub
+    from hub.errors import InvalidArgument
     from hub.server.app import serve as serve_async
+    from hub.tls import ServerTls, check_exposure
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
     db_url, home_dir = db or getattr(parent, "db", None), home or getattr(parent, "home", None)
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
+        raise InvalidArgument("--tls-cert, --tls-key", "TLS needs both the certificate and its key (and --tls-client-ca needs them)")
+    tls = ServerTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    check_exposure(address, tls, insecure)
+    if no_auth:
+        click.echo("warning: --no-auth: anyone who can reach the port can generate and move aliases", err=True)
+    security = dict(auth_enabled=not no_auth, health_needs_token=health_needs_token)
     hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None))
     if backend == "ray":
         from hub.ray.commands import serve_ray
@@ -63,7 +88,9 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
 
     try:
         asyncio.run(serve_async(hub, address, grace_s=grace, on_ready=ready, batch_window_ms=batch_window_ms,
-                                max_batch=max_batch, max_queue=max_queue))
+                                max_batch=max_batch, max_queue=max_queue, tls=tls, insecure=insecure,
+                                max_receive_bytes=int(max_receive_mib * 1024 * 1024),
+                                reflection_enabled=not no_reflection, **security))
     finally:
         hub.close()
     click.echo("genhub server stopped", err=True)
@@ -88,15 +115,23 @@ def generate_remote(
     params: Mapping[str, ParamValue] | None = None,
     progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
+    token: str | None = None,
+    home: str | Path | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> tuple[torch.Tensor, str]:
     """Generate on a genhub server, streaming progress; returns (samples, "name:version (digest) at server").
 
     With ``task`` (and ``latency_budget_ms``) instead of ``ref`` the server routes; the description then
-    ends with its reason.
+    ends with its reason. Without ``token``, the client reads ``tokens.json`` in ``home``; with any ``tls_*``
+    it connects with TLS.
     """
     from hub.client import Client, RemoteGeneration, StepProgress
+    from hub.tls import ClientTls
 
-    with Client(server, timeout=timeout) as client:
+    tls = ClientTls(tls_ca, tls_cert, tls_key) if tls_ca or tls_cert or tls_key else None
+    with Client(server, timeout=timeout, token=token, home=home, tls=tls) as client:
         result: RemoteGeneration | None = None
         for event in client.stream_generate(
             ref, task=task, condition=condition, latency_budget_ms=latency_budget_ms, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,

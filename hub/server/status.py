@@ -8,6 +8,7 @@ ran.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -29,6 +30,8 @@ _CODES: dict[type[errors.GenhubError], grpc.StatusCode] = {
     errors.ArtifactCorrupt: grpc.StatusCode.DATA_LOSS,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, code in _CODES.items()}
 
@@ -108,7 +111,11 @@ def _wrap_unary(behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) 
     return wrapped
 
 
-def _wrap_stream(behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(behavior: Callable[[Any, aio.ServicerContext], Any]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # A coroutine that writes its messages with context.write (grpcio-health's Watch): await it as one call.
+        return _wrap_unary(behavior)
+
     async def wrapped(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):

@@ -92,7 +92,7 @@ def test_models_show_and_grpc_get_model_return_the_figures(hub: Hub, hub_home: P
     shown = CliRunner().invoke(cli, ["--home", str(hub_home), "models", "show", ref], obj=load_plugins())
     assert shown.exit_code == 0, shown.output
     assert "modes_co" in shown.output and "latency_p" in shown.output  # rich may cut names to the terminal width
-    with BackgroundServer(hub, "127.0.0.1:0") as server, Client(server.address, timeout=30) as client:
+    with BackgroundServer(hub, "127.0.0.1:0") as server, server.client(timeout=30) as client:
         version = client.get_model("tiny-shown").versions[0]
     names = {m.name: m for m in version.metrics}
     assert {"modes_covered", "high_quality_share", "latency_p50_ms_batch1", "images_per_s_batchmax"} <= set(names)

@@ -1,9 +1,10 @@
 // A Node client generated at run time from protos/ (@grpc/proto-loader + @grpc/grpc-js).
 //
-//   node tests/node/client.mjs HOST:PORT MODEL
+//   GENHUB_TOKEN=... node tests/node/client.mjs HOST:PORT MODEL
 //
-// Lists models, generates (unary), generates with a stream, sends one invalid request,
-// and prints what it saw as one JSON object. tests/server/test_node_client.py runs it
+// Sends the token in GENHUB_TOKEN as `authorization: Bearer <token>` metadata on every call.
+// Lists models (first without the token: the server must refuse), generates (unary), generates
+// with a stream, sends one invalid request, and prints what it saw as one JSON object. tests/server/test_node_client.py runs it
 // against a real `genhub serve`.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,10 +33,18 @@ const credentials = grpc.credentials.createInsecure();
 const registry = new hubv1.RegistryService(address, credentials);
 const generation = new hubv1.GenerationService(address, credentials);
 const deadline = () => new Date(Date.now() + 60_000);
+const token = process.env.GENHUB_TOKEN;
+const authorized = () => {
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set("authorization", `Bearer ${token}`);
+  return metadata;
+};
 
-const unary = (client, method, request) =>
+const unary = (client, method, request, metadata = authorized()) =>
   new Promise((resolve, reject) =>
-    client[method](request, { deadline: deadline() }, (error, response) => (error ? reject(error) : resolve(response))),
+    client[method](request, metadata, { deadline: deadline() }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    ),
   );
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -44,7 +53,7 @@ const isPng = (image) => image.content === "png" && image.png.subarray(0, 8).equ
 function streamGenerate(request) {
   return new Promise((resolve, reject) => {
     const seen = { steps: [], previews: 0, result: null };
-    const call = generation.StreamGenerate(request, { deadline: deadline() });
+    const call = generation.StreamGenerate(request, authorized(), { deadline: deadline() });
     call.on("data", (message) => {
       if (message.event === "progress") {
         seen.steps.push(message.progress.step);
@@ -59,6 +68,12 @@ function streamGenerate(request) {
 }
 
 async function main() {
+  let anonymous = null;
+  try {
+    await unary(registry, "ListModels", { page_size: 100 }, new grpc.Metadata());
+  } catch (error) {
+    anonymous = grpc.status[error.code];
+  }
   const listed = await unary(registry, "ListModels", { page_size: 100 });
   const request = { model, num_samples: 2, seed: "5", steps: 3, format: "IMAGE_FORMAT_PNG" };
   const generated = await unary(generation, "Generate", request);
@@ -87,6 +102,7 @@ async function main() {
         result_png: result ? result.images.every(isPng) : false,
       },
       invalid,
+      anonymous,
     }),
   );
   registry.close();

@@ -24,7 +24,7 @@ def ddpm(tiny: TinyHub) -> Any:
 
 
 def test_ddpm_over_grpc_matches_in_process_sampling(tiny: TinyHub, server: BackgroundServer, ddpm: Any) -> None:
-    with Client(server.address, timeout=120) as client:
+    with server.client(timeout=120) as client:
         result = client.generate(MODEL, num_samples=3, seed=21, steps=4, sampler="ddim", class_label=7, format="tensor")
         events = list(client.stream_generate(MODEL, num_samples=2, seed=21, steps=4, sampler="ddpm", preview_every=2))
     assert result.model == f"{MODEL}:{ddpm.version}" and result.digest == ddpm.artifact_digest

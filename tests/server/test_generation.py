@@ -29,7 +29,7 @@ WORKER = f"{IMAGE_MODEL}:1"
 
 @pytest.fixture
 def client(server: BackgroundServer) -> Any:
-    with Client(server.address, timeout=30) as opened:
+    with server.client(timeout=30) as opened:
         yield opened
 
 
@@ -124,7 +124,7 @@ def test_batched_results_equal_unbatched_for_the_same_seeds(tiny: TinyHub, serve
     """Requests queued behind a busy worker are merged into one call; each keeps its own images."""
     asks = [dict(seed=1, num_samples=1, class_label=0), dict(seed=2, num_samples=3, class_label=5),
             dict(seed=3, num_samples=2, class_label=9)]
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
         with busy_worker(client):
             queued = [pool.submit(client.generate, IMAGE_MODEL, steps=4, format="tensor", **ask) for ask in asks]
             other = pool.submit(client.generate, IMAGE_MODEL, seed=4, steps=3, format="tensor")  # other steps: not merged
@@ -140,7 +140,7 @@ def test_batched_results_equal_unbatched_for_the_same_seeds(tiny: TinyHub, serve
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates(tiny: TinyHub, server: BackgroundServer) -> None:
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             bad = pool.submit(client.generate, IMAGE_MODEL, seed=1, steps=4, class_label=99)  # past the model's 10 classes
             good = pool.submit(client.generate, IMAGE_MODEL, seed=2, steps=4, class_label=1, format="tensor")
@@ -153,7 +153,7 @@ def test_a_bad_request_does_not_fail_its_batch_mates(tiny: TinyHub, server: Back
 def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
     before = log_mark(tiny)
-    with Client(server.address) as client:
+    with server.client() as client:
         stream = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         for event in stream:
             assert isinstance(event, StepProgress)
@@ -170,7 +170,7 @@ def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: Backg
 
 
 def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, server: BackgroundServer) -> None:
-    with Client(server.address, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+    with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
             doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=20, params=SLOW, format="tensor"))
@@ -186,7 +186,7 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
     before = log_mark(tiny)
-    with Client(server.address) as client:
+    with server.client() as client:
         with pytest.raises(errors.DeadlineExceeded):
             client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
         wait_logged(tiny, before, "deadline")
@@ -197,7 +197,7 @@ def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: Ba
 
 
 def test_a_full_queue_answers_resource_exhausted(tiny: TinyHub) -> None:
-    with running_server(tiny, batch_window_ms=0, max_queue=1) as server, Client(server.address) as client:
+    with running_server(tiny, batch_window_ms=0, max_queue=1) as server, server.client() as client:
         running = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         assert isinstance(next(running), StepProgress)  # now sampling; the queue is empty
         stub = generation_pb2_grpc.GenerationServiceStub(client.channel)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.server.harness import IMAGE_MODEL, REPO, ServeProcess
+from hub import auth
+from tests.server.harness import IMAGE_MODEL, REPO, ServeProcess, TinyHub
 
 SCRIPT = REPO / "tests" / "node" / "client.mjs"
 
@@ -23,9 +25,10 @@ def node() -> str:
     return found
 
 
-def test_node_client_lists_generates_and_streams(serve_process: ServeProcess) -> None:
+def test_node_client_lists_generates_and_streams(tiny: TinyHub, serve_process: ServeProcess) -> None:
+    token = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.GENERATE]
     done = subprocess.run([node(), str(SCRIPT), serve_process.address, IMAGE_MODEL], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env={**os.environ, auth.TOKEN_ENV: token})
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert IMAGE_MODEL in seen["models"]
@@ -35,3 +38,4 @@ def test_node_client_lists_generates_and_streams(serve_process: ServeProcess) ->
     assert int(generated["generation_id"]) > 0
     assert seen["stream"] == {"steps": [1, 2, 3], "previews": 3, "result_images": 1, "result_png": True}
     assert seen["invalid"]["code"] == "INVALID_ARGUMENT" and "num_samples" in seen["invalid"]["details"]
+    assert seen["anonymous"] == "UNAUTHENTICATED"

@@ -17,7 +17,7 @@ from tests.server.harness import IMAGE_MODEL, POINTS_MODEL, TinyHub, register_tr
 
 @pytest.fixture
 def client(server: BackgroundServer) -> Iterator[Client]:
-    with Client(server.address, timeout=30) as opened:
+    with server.client(timeout=30) as opened:
         yield opened
 
 

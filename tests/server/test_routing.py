@@ -34,7 +34,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TinyHub, 
     record_figures(hub, fast, fd=40.0, latency=8.0, sampler=None, steps=1)
     record_figures(hub, cond, fd=30.0, latency=60.0, sampler=None, steps=3, conditional=True)
     try:
-        with running_server(tiny, batch_window_ms=0) as server, Client(server.address, timeout=30) as client:
+        with running_server(tiny, batch_window_ms=0) as server, server.client(timeout=30) as client:
             yield tiny, client
     finally:
         tiny.hub.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import grpc
 
@@ -25,15 +26,15 @@ MAX_BATCH = 256  # hub.registry.genlog.MAX_BATCH: records per flush
 class Load:
     """Callers generating in a loop against ``address``; the ids they were answered with."""
 
-    def __init__(self, address: str, callers: int = 3) -> None:
+    def __init__(self, address: str, home: Path, callers: int = 3) -> None:
         self.ids: list[int] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._call, args=(address, c), daemon=True) for c in range(callers)]
+        self._threads = [threading.Thread(target=self._call, args=(address, home, c), daemon=True) for c in range(callers)]
         for t in self._threads:
             t.start()
 
-    def _call(self, address: str, caller: int) -> None:
-        with Client(address, timeout=30) as client:
+    def _call(self, address: str, home: Path, caller: int) -> None:
+        with Client(address, timeout=30, home=home) as client:
             seed = caller * 100_000
             while not self._stop.is_set():
                 try:
@@ -65,7 +66,7 @@ def test_sigterm_writes_every_record_and_sigkill_loses_only_the_last_flush(tiny:
     mark = log_mark(tiny)
     process = ServeProcess(tiny, "--batch-window-ms", "0")
     try:
-        load = Load(process.address)
+        load = Load(process.address, tiny.home)
         run_until(process, load, 30)
         assert process.terminate() == 0, process.log
         answered = load.stop()
@@ -77,7 +78,7 @@ def test_sigterm_writes_every_record_and_sigkill_loses_only_the_last_flush(tiny:
     mark = log_mark(tiny)
     process = ServeProcess(tiny, "--batch-window-ms", "0")
     try:
-        load = Load(process.address)
+        load = Load(process.address, tiny.home)
         run_until(process, load, 60)  # well over one 200 ms flush interval of load
         process.kill()  # SIGKILL
         answered = load.stop()

@@ -22,6 +22,7 @@ from PIL import Image
 from hub import errors
 from hub.client import Client, RemoteGeneration, StepProgress
 from hub.server.app import ServerHandle, serve
+from hub.auth import read_tokens_file, tokens_path
 from hub.server.commands import generate_remote
 from tests.server.harness import IMAGE_MODEL, ServeProcess, TinyHub, wait_for
 
@@ -34,7 +35,7 @@ def serving(serve_process: ServeProcess) -> ServeProcess:
 
 
 def test_python_client_lists_and_generates(tiny: TinyHub, serving: ServeProcess) -> None:
-    with Client(serving.address, timeout=60) as client:
+    with Client(serving.address, timeout=60, home=tiny.home) as client:
         assert IMAGE_MODEL in [m.name for m in client.list_models()]
         assert "tinyfamily" in [p.name for p in client.list_plugins()]
         result = client.generate(IMAGE_MODEL, num_samples=2, seed=3, steps=3)
@@ -67,23 +68,23 @@ def test_reflection_describes_the_services_without_the_protos(serving: ServeProc
     assert described.file_descriptor_response.file_descriptor_proto  # what grpcurl uses to build requests
 
 
-def test_generate_remote_streams_progress_for_the_cli(serving: ServeProcess) -> None:
+def test_generate_remote_streams_progress_for_the_cli(tiny: TinyHub, serving: ServeProcess) -> None:
     seen: list[tuple[int, int]] = []
-    samples, described = generate_remote(serving.address, IMAGE_MODEL, num_samples=3, seed=1, steps=4,
+    samples, described = generate_remote(serving.address, IMAGE_MODEL, num_samples=3, seed=1, steps=4, home=tiny.home,
                                          progress=lambda step, total: seen.append((step, total)))
     assert samples.shape == (3, 1, 8, 8) and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert described.startswith(f"{IMAGE_MODEL}:1 (sha256:") and serving.address in described
     with pytest.raises(errors.NotFound):
-        generate_remote(serving.address, "missing-model")
+        generate_remote(serving.address, "missing-model", home=tiny.home)
 
 
-def test_cli_generate_with_server_writes_a_png_grid(serving: ServeProcess, tmp_path: Path) -> None:
+def test_cli_generate_with_server_writes_a_png_grid(tiny: TinyHub, serving: ServeProcess, tmp_path: Path) -> None:
     from hub.cli import cli
     from hub.plugins import load_plugins
 
     out = tmp_path / "grid.png"
     args = ["--home", str(tmp_path / "unused-home"), "generate", IMAGE_MODEL, "-n", "4", "--seed", "2", "--steps", "3",
-            "--server", serving.address, "-o", str(out)]
+            "--server", serving.address, "--token", read_tokens_file(tokens_path(tiny.home))["generate"], "-o", str(out)]
     result = CliRunner().invoke(cli, args, obj=load_plugins())
     assert result.exit_code == 0, result.output
     assert Image.open(out).size[0] > 8  # a grid, enlarged for people
@@ -95,7 +96,7 @@ def test_sigterm_drains_calls_in_flight_then_returns(tiny: TinyHub) -> None:
     seen: list[object] = []
 
     def client_side(address: str) -> None:
-        with Client(address, timeout=60) as client:
+        with Client(address, timeout=60, home=tiny.home) as client:
             stream = client.stream_generate(IMAGE_MODEL, seed=4, steps=20, params={"step_sleep_s": 0.02})
             seen.append(next(stream))
             os.kill(os.getpid(), signal.SIGTERM)  # while sampling

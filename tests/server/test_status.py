@@ -20,6 +20,8 @@ TABLE = [
     (errors.PluginError("plugin raised"), grpc.StatusCode.INTERNAL),
     (errors.Unavailable("the replica stopped; retry"), grpc.StatusCode.UNAVAILABLE),
     (errors.FailedPrecondition("never trained"), grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated("no token"), grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied("needs scope 'admin'"), grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 

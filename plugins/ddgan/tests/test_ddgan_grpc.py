@@ -32,7 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Back
 
 def test_ddgan_streams_one_event_per_step_with_previews(served: tuple[Hub, BackgroundServer]) -> None:
     hub, server = served
-    with Client(server.address, timeout=120) as client:
+    with server.client(timeout=120) as client:
         events = list(client.stream_generate("dd", num_samples=2, seed=9, preview_every=2, format="tensor"))
     progress = [e for e in events if isinstance(e, StepProgress)]
     assert [(e.step, e.total) for e in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -45,7 +45,7 @@ def test_ddgan_streams_one_event_per_step_with_previews(served: tuple[Hub, Backg
 
 def test_closing_the_stream_early_cancels_the_call(served: tuple[Hub, BackgroundServer]) -> None:
     _, server = served
-    with Client(server.address, timeout=120) as client:
+    with server.client(timeout=120) as client:
         stream = client.stream_generate("dd", num_samples=2, seed=9)
         first = next(stream)
         stream.close()

@@ -2,9 +2,11 @@
 
 The single-step math is exposed as pure functions (``ddpm_step``, ``ddim_step``)
 so tests can compare one step against diffusers' ``DDPMScheduler.step`` /
-``DDIMScheduler.step``. Both samplers walk the "leading" strided timesteps that
-diffusers uses by default (``steps_offset=0``): t = (steps-1)*r, ..., r, 0 with
-r = T // steps, and step from t to t - r.
+``DDIMScheduler.step``. Both samplers walk the timesteps diffusers' schedulers
+pick for the process's ``timestep_spacing`` and ``steps_offset``; by default
+"leading" with offset 0: t = (steps-1)*r, ..., r, 0 with r = T // steps, stepping
+from t to t - r. As in diffusers, DDPM steps to the next timestep of the list and
+DDIM to t - T // steps (the same except for "linspace" and "trailing" spacings).
 
 Noise is drawn from the request's ``NoiseSource`` (row i from seed i only), so a
 sample does not depend on what it was batched with.
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from hub.errors import InvalidArgument
 from hub.model import NoiseSource, StepCallback, StepEvent, report_step
 from hub.sampling import DiffusionProcess, ModelFn, Sampler
 
-__all__ = ["DDIMSampler", "DDPMSampler", "StepOutput", "ddim_step", "ddpm_step", "leading_timesteps"]
+__all__ = ["DDIMSampler", "DDPMSampler", "StepOutput", "ddim_step", "ddpm_step", "leading_timesteps", "sampling_timesteps"]
 
 
 class StepOutput(NamedTuple):
@@ -36,9 +39,27 @@ def leading_timesteps(num_timesteps: int, steps: int) -> list[int]:
     return [i * ratio for i in reversed(range(steps))]
 
 
-def _abar(process: DiffusionProcess, t: int) -> float:
-    """alpha-bar at t as a Python float (float64); 1.0 before the start (t < 0), i.e. clean data."""
-    return float(process.alphas_cumprod[t]) if t >= 0 else 1.0
+def sampling_timesteps(process: DiffusionProcess, steps: int) -> list[int]:
+    """Descending timesteps of a ``steps``-step schedule, as diffusers' ``set_timesteps`` for the process's spacing."""
+    T = process.num_timesteps
+    if process.timestep_spacing == "leading":
+        timesteps = [t + process.steps_offset for t in leading_timesteps(T, steps)]
+    elif not 1 <= steps <= T:
+        raise InvalidArgument("steps", f"must be between 1 and {T}, got {steps}")
+    elif process.timestep_spacing == "trailing":  # numpy, so rounding ties break exactly as in diffusers
+        timesteps = (np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1).tolist()
+    else:  # "linspace"
+        timesteps = np.linspace(0, T - 1, steps).round()[::-1].astype(np.int64).tolist()
+    if timesteps[0] >= T:
+        raise InvalidArgument(
+            "steps", f"{steps} steps with steps_offset={process.steps_offset} start at t={timesteps[0]}, past T={T}; use fewer steps"
+        )
+    return timesteps
+
+
+def _abar(process: DiffusionProcess, t: int, final: float = 1.0) -> float:
+    """alpha-bar at t as a Python float (float64); ``final`` before the start (t < 0): 1.0 is clean data."""
+    return float(process.alphas_cumprod[t]) if t >= 0 else final
 
 
 def ddpm_step(
@@ -82,7 +103,7 @@ def ddim_step(
 
     ``noise`` ([N, ...] standard normal) is needed when eta > 0 and the step's sigma is not zero.
     """
-    a_t, a_prev = _abar(process, t), _abar(process, prev_t)
+    a_t, a_prev = _abar(process, t), _abar(process, prev_t, process.final_alpha_cumprod)
     x0, eps = process.split(model_output, x_t, t)
     sigma = eta * ((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)) ** 0.5
     # max(): with eta <= 1 the radicand is >= 0 in exact arithmetic; guard the rounding.
@@ -106,6 +127,10 @@ class _StridedSampler(Sampler):
     def _check_eta(self, eta: float) -> None:
         raise NotImplementedError
 
+    def _prev(self, timesteps: list[int], i: int, process: DiffusionProcess) -> int:
+        """The timestep step i lands on (< 0: clean data)."""
+        raise NotImplementedError
+
     def sample(
         self,
         model_fn: ModelFn,
@@ -125,15 +150,15 @@ class _StridedSampler(Sampler):
             raise ValueError(f"noise source has {len(noise)} seeds for a batch of {x_T.shape[0]}; give one seed per sample")
         if preview_every < 0:
             raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {preview_every}")
-        ratio = process.num_timesteps // steps
+        timesteps = sampling_timesteps(process, steps)
         x = x_T
         with torch.no_grad():  # no_grad, not inference_mode: callers may modify the result in place
-            for i, t in enumerate(leading_timesteps(process.num_timesteps, steps)):
+            for i, t in enumerate(timesteps):
                 t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # [N]
                 out = model_fn(x, t_batch)
                 if out.shape != x.shape:
                     raise ValueError(f"model_fn returned shape {tuple(out.shape)} for input {tuple(x.shape)}; they must match")
-                x, x0 = self._step(process, out, t, t - ratio, x, eta, noise)
+                x, x0 = self._step(process, out, t, self._prev(timesteps, i, process), x, eta, noise)
                 preview = x0 if preview_every and (i + 1) % preview_every == 0 else None
                 report_step(callback, StepEvent(i + 1, steps, preview))
         return x
@@ -149,6 +174,9 @@ class DDPMSampler(_StridedSampler):
     def _check_eta(self, eta: float) -> None:
         if eta != 0.0:
             raise InvalidArgument("eta", f"the 'ddpm' sampler has no eta (got {eta}); leave it at 0 or use sampler 'ddim'")
+
+    def _prev(self, timesteps: list[int], i: int, process: DiffusionProcess) -> int:
+        return timesteps[i + 1] if i + 1 < len(timesteps) else -1  # DDPMScheduler.previous_timestep
 
     def _step(
         self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
@@ -167,6 +195,9 @@ class DDIMSampler(_StridedSampler):
     def _check_eta(self, eta: float) -> None:
         if not 0.0 <= eta <= 1.0:
             raise InvalidArgument("eta", f"must be between 0 and 1 for sampler 'ddim', got {eta}")
+
+    def _prev(self, timesteps: list[int], i: int, process: DiffusionProcess) -> int:
+        return timesteps[i] - process.num_timesteps // len(timesteps)  # DDIMScheduler.step
 
     def _step(
         self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource

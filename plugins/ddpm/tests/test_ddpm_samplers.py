@@ -9,7 +9,7 @@ from hub.errors import Cancelled, InvalidArgument
 from hub.model import NoiseSource, StepEvent
 from hub.sampling import DiffusionProcess
 
-from genhub_ddpm.samplers import DDIMSampler, DDPMSampler, ddim_step, ddpm_step, leading_timesteps
+from genhub_ddpm.samplers import DDIMSampler, DDPMSampler, ddim_step, ddpm_step, leading_timesteps, sampling_timesteps
 from genhub_ddpm.schedule import make_process
 
 import diffusers  # a test dependency (genhub[test]); never skipped
@@ -81,6 +81,59 @@ def test_ddim_step_matches_diffusers(schedule: str, prediction_type: str, clip: 
         ours = ddim_step(process, model_output, t, t - T // steps, x_t, eta, noise)
         torch.testing.assert_close(ours.prev_sample, expected.prev_sample, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ours.pred_x0, expected.pred_original_sample, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 0), ("leading", 1), ("trailing", 0), ("linspace", 0)])
+@pytest.mark.parametrize("steps", [1, 3, 7, 50, 999])
+def test_sampling_timesteps_follow_the_scheduler_config(spacing: str, offset: int, steps: int) -> None:
+    ref = diffusers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing, steps_offset=offset)
+    ref.set_timesteps(steps)
+    process = DiffusionProcess(make_process("linear", T).alphas_cumprod, timestep_spacing=spacing, steps_offset=offset)
+    assert sampling_timesteps(process, steps) == ref.timesteps.tolist()
+
+
+def test_sampling_timesteps_past_the_end_are_refused() -> None:
+    process = DiffusionProcess(make_process("linear", 10).alphas_cumprod, steps_offset=1)
+    with pytest.raises(InvalidArgument, match=r"steps: 10 steps with steps_offset=1 start at t=10"):
+        sampling_timesteps(process, 10)
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "linspace"])
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+@pytest.mark.parametrize("use_clipped", [True, False])
+def test_ddim_loop_follows_diffusers_spacing_final_alpha_and_clipped_output(
+    spacing: str, set_alpha_to_one: bool, use_clipped: bool
+) -> None:
+    """The whole DDIM loop against DDIMScheduler for the config keys an imported pipeline may set."""
+    ref = diffusers.DDIMScheduler(
+        num_train_timesteps=100, timestep_spacing=spacing, set_alpha_to_one=set_alpha_to_one, prediction_type="v_prediction"
+    )
+    ref.set_timesteps(7)
+    base = make_process("linear", 100, "v_prediction")
+    process = DiffusionProcess(
+        base.alphas_cumprod, "v_prediction", timestep_spacing=spacing, use_clipped_model_output=use_clipped,
+        final_alpha_cumprod=1.0 if set_alpha_to_one else float(base.alphas_cumprod[0]),
+    )
+    noise = NoiseSource([3, 4])
+    x_T = noise.randn(3, 4, 4) * 2  # large enough that the x0 estimates get clipped
+    ours = DDIMSampler().sample(_toy_model_fn, process, x_T, steps=7, noise=noise)
+    x = x_T
+    for t in ref.timesteps:
+        x = ref.step(_toy_model_fn(x, t.repeat(2)), int(t), x, use_clipped_model_output=use_clipped).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)  # diffusers' schedule is float32, ours float64
+
+
+def test_ddpm_loop_follows_diffusers_trailing_spacing() -> None:
+    ref = diffusers.DDPMScheduler(num_train_timesteps=100, timestep_spacing="trailing")
+    ref.set_timesteps(6)
+    process = DiffusionProcess(make_process("linear", 100).alphas_cumprod, timestep_spacing="trailing")
+    noise = NoiseSource([5, 6])
+    ours = DDPMSampler().sample(_toy_model_fn, process, noise.randn(3, 4, 4), steps=6, noise=noise)
+    generators = [torch.Generator().manual_seed(s) for s in (5, 6)]  # what NoiseSource([5, 6]) draws from
+    x = torch.stack([torch.randn((3, 4, 4), generator=g) for g in generators])
+    for t in ref.timesteps:
+        x = ref.step(_toy_model_fn(x, t.repeat(2)), int(t), x, generator=generators).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
 
 
 def _toy_model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,7 @@ def test_cli_generate_with_a_prompt_draws_that_prompt(hub: Hub, home: Path, tmp_
 def test_grpc_generate_with_a_prompt_draws_that_prompt(hub: Hub) -> None:
     server = BackgroundServer(hub, "127.0.0.1:0")
     try:
-        with Client(server.address, timeout=300) as client:
+        with server.client(timeout=300) as client:
             result = client.generate("ldm-shapes", num_samples=16, seed=4, steps=STEPS, prompt=PROMPT, format="tensor")
     finally:
         server.stop(grace_s=1.0)

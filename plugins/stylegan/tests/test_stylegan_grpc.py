@@ -35,7 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Back
 def test_stylegan_streams_exactly_one_step_and_matches_in_process_sampling(served: tuple[Hub, BackgroundServer]) -> None:
     hub, server = served
     params = {"mix_seed": 5, "mix_layer": 2}
-    with Client(server.address, timeout=120) as client:
+    with server.client(timeout=120) as client:
         events = list(client.stream_generate("sg", num_samples=3, seed=4, truncation=0.5, params=params, format="tensor"))
     progress = [e for e in events if isinstance(e, StepProgress)]
     assert [(e.step, e.total) for e in progress] == [(1, 1)]
@@ -47,7 +47,7 @@ def test_stylegan_streams_exactly_one_step_and_matches_in_process_sampling(serve
 
 def test_plain_gan_points_stream_one_step(served: tuple[Hub, BackgroundServer]) -> None:
     _, server = served
-    with Client(server.address, timeout=120) as client:
+    with server.client(timeout=120) as client:
         events = list(client.stream_generate("g", num_samples=5, seed=1))
     assert [e.step for e in events if isinstance(e, StepProgress)] == [1]
     assert isinstance(events[-1], RemoteGeneration) and events[-1].samples.shape == (5, 2)
