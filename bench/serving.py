@@ -8,6 +8,9 @@
     (``Client.generate``, raw tensors back): p50/p99, their ratio and the added ms.
 (b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
     image at a time, with batching on (``--batch-window-ms``) and off (window 0).
+(c) The generation log's cost: images per second of one-pass requests (one
+    network pass each: DDIM 1 step) from ``--log-clients`` callers, with the log on
+    (the background writer) and off (``--no-generation-log``), runs alternated.
 
 The server is a real `genhub serve` subprocess (``--server subprocess``, the
 default) so that it does not share the benchmark's GIL; ``--server thread`` runs
@@ -59,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--batch-window-ms", type=float, default=5.0, help="window of the batching-on server")
+    parser.add_argument("--log-clients", type=int, default=8, help="callers of the generation log row (c)")
+    parser.add_argument("--log-rounds", type=int, default=3, help="alternated on/off runs of row (c)")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
     # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
@@ -67,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.iterations, args.duration, args.steps = 10, 0.5, 2
+        args.iterations, args.duration, args.steps, args.log_rounds = 10, 0.5, 2, 1
     if args.model and not (args.db or args.home):
         parser.error("--model needs --db or --home: the registry the model is in")
     return args
@@ -88,17 +93,21 @@ def prepare(args: argparse.Namespace, tmp: Path) -> tuple[Hub, str, str, str]:
 
 
 @contextmanager
-def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms: float) -> Iterator[str]:
-    """A server with the given batching window; yields its address."""
+def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, window_ms: float, log: bool = True) -> Iterator[str]:
+    """A server with the given batching window (and generation log on or off); yields its address."""
     if args.server == "thread":
         from hub.server.app import BackgroundServer
 
-        with BackgroundServer(hub, "127.0.0.1:0", batch_window_ms=window_ms, max_queue=256) as background:
-            use_tokens(hub.home)
-            yield background.address
+        hub.log_enabled = log
+        try:
+            with BackgroundServer(hub, "127.0.0.1:0", batch_window_ms=window_ms, max_queue=256) as background:
+                use_tokens(hub.home)
+                yield background.address
+        finally:
+            hub.log_enabled = True
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
-               "--batch-window-ms", str(window_ms), "--max-queue", "256"]
+               "--batch-window-ms", str(window_ms), "--max-queue", "256", *([] if log else ["--no-generation-log"])]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads),  # same threads as in-process
                                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
@@ -172,13 +181,15 @@ def round_trip(address: str, args: argparse.Namespace) -> list[float]:
     return times
 
 
-async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
+async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, steps: int | None = None
+                      ) -> tuple[float, float]:
     """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
+    steps = steps or args.steps
     async with aio.insecure_channel(address) as channel:
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
 
         async def one(seed: int) -> int:
-            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300,
+            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=steps), timeout=300,
                                            metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return response.batch_samples
 
@@ -199,8 +210,18 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
     return len(done) / elapsed, statistics.mean(done)
 
 
-def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
-    return asyncio.run(_throughput(address, ref, clients, args))
+def throughput(address: str, ref: str, clients: int, args: argparse.Namespace, steps: int | None = None) -> tuple[float, float]:
+    return asyncio.run(_throughput(address, ref, clients, args, steps))
+
+
+def log_cost(args: argparse.Namespace, hub: Hub, ref: str, db_url: str, home: str) -> dict[str, list[float]]:
+    """Images/s of one-pass requests with the generation log on and off, in alternated rounds."""
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(args.log_rounds):
+        for label in ("on", "off"):
+            with server(args, hub, db_url, home, args.batch_window_ms, log=label == "on") as address:
+                rates[label].append(throughput(address, ref, args.log_clients, args, steps=1)[0])
+    return rates
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -219,6 +240,7 @@ def run(argv: list[str] | None = None) -> str:
                 for n in clients:
                     for label, address in (("off", off), ("on", on)):
                         results[f"tput {label} {n}"] = throughput(address, ref, n, args)
+            results["log"] = log_cost(args, hub, ref, db_url, home)
         finally:
             hub.close()
     return render(args, version, clients, inproc, results)
@@ -247,6 +269,11 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
     for n in clients:
         cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
         lines.append(f"    {n:>7}   {cells}")
+    on, off = (statistics.mean(results["log"][k]) for k in ("on", "off"))
+    lines += ["", f"(c) generation log, one-pass requests ({args.sampler} 1 step), {args.log_clients} clients, "
+                  f"{args.batch_window_ms:g} ms window, {args.log_rounds} alternated rounds",
+              "    log on (batched background writer)   log off   on/off",
+              f"    {on:>20.1f} images/s   {off:>7.1f}   {on / off:5.2f}x"]
     return "\n".join(lines)
 
 

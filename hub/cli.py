@@ -315,12 +315,14 @@ def export(ctx: HubContext, ref: str, directory: str) -> None:
 @click.option("-n", "--num-samples", type=click.IntRange(1, 64), default=16, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--address", default="127.0.0.1:0", show_default=True, help="Where the demo server listens (port 0: any free port).")
+@click.option("--metrics-address", metavar="HOST:PORT", help="Serve Prometheus metrics there while the demo runs.")
 @pass_hub
-def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: str) -> None:
+def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: str, metrics_address: str | None) -> None:
     """Serve the bundled models on a local gRPC server and write a PNG grid from each into OUT."""
     import time
 
     from hub.images import save_samples
+    from hub.metrics import Metrics
     from hub.server.app import BackgroundServer
     from hub.server.commands import generate_remote
 
@@ -329,8 +331,11 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
     if not bundled:
         raise GenhubError("no bundled models are registered; install the plugins with scripts/setup.sh")
     table = Table("model", "family", "weights", "samples", "seconds", "grid")
-    with BackgroundServer(hub, address) as server, _progress() as bar:
+    metrics = Metrics()
+    with BackgroundServer(hub, address, metrics=metrics) as server, _progress() as bar:
         console.print(f"serving {len(bundled)} bundled models on {server.address}")
+        if metrics_address:
+            console.print(f"metrics at http://{metrics.serve(metrics_address)}/metrics while the demo runs")
         for version in bundled:
             task = bar.add_task(f"generate {version.ref}", total=None, info="")
             started = time.perf_counter()
@@ -342,6 +347,7 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
             path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
             table.add_row(version.ref, version.family, version.artifact_digest[:12], str(num_samples),
                           f"{time.perf_counter() - started:.2f}", str(path))
+    metrics.close()
     out.print(table)
 
 

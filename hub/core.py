@@ -74,6 +74,7 @@ class Hub:
         self._log: GenerationLog | None = None
         self._log_lock = threading.Lock()
         self.log_retention: timedelta | None = None  # generation log rows older than this are pruned
+        self.log_enabled = True  # False: generations are not logged (`genhub serve --no-generation-log`)
 
     @classmethod
     def open(
@@ -198,7 +199,9 @@ class Hub:
     def log_generation(
         self, version: VersionRecord, request: SampleRequest, seed: int | None, duration_s: float, status: str, error: str | None
     ) -> int:
-        """Queue one generation record for the background writer (no database work here); return its id."""
+        """Queue one generation record for the background writer (no database work here); return its id (0: logging off)."""
+        if not self.log_enabled:
+            return 0
         params = {
             "sampler": request.sampler,
             "steps": request.steps,

@@ -44,6 +44,7 @@ from ray.serve.handle import DeploymentHandle
 
 from hub import errors
 from hub.core import Hub
+from hub.metrics import RayMetrics, StepTimer
 from hub.model import StepEvent
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
 from hub.ray.runner import alive_nodes
@@ -52,7 +53,7 @@ from hub.registry.db import require_shared_backend
 from hub.registry.paths import default_db_url
 from hub.server import convert
 from hub.server.batching import Job, merge
-from hub.server.services import HubThread, RegistryService, Resolver, target
+from hub.server.services import HubThread, RegistryService, Resolver, observed, target
 from hub.server.status import status_for
 from hub.v1 import generation_pb2, types_pb2
 
@@ -107,6 +108,7 @@ class ModelServer:
         self.hub_thread = HubThread(self.hub)
         self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sample-{model}")
+        self.metrics = RayMetrics()
         self.generate_batch.set_max_batch_size(self.settings.max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
 
@@ -173,9 +175,13 @@ class ModelServer:
         for job in jobs:
             job.offset, offset = offset, offset + job.num_samples
         reached: list[StepEvent] = []  # the last step done, for the stop message
+        ref = jobs[0].version.ref
+        self.metrics.sampling_call(ref, offset)
+        step_timer = StepTimer(self.metrics, ref, time.perf_counter)
 
         def run() -> list[list[types_pb2.Image]]:
             def on_step(event: StepEvent) -> bool:
+                step_timer()
                 reached[:] = [event]
                 if events is not None:
                     previews = convert.preview_messages(event.preview, jobs[0].fmt) if event.preview is not None else []
@@ -290,6 +296,7 @@ class Ingress:
         self.resolver = Resolver(self.hub_thread, alias_ttl_s)
         self.registry = RegistryService(self.hub_thread, self.resolver)
         self.models = models
+        self.metrics = RayMetrics()
 
     async def _call(self, coroutine: Any, grpc_context: Any) -> Any:
         try:
@@ -323,31 +330,35 @@ class Ingress:
     async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
         model = None
         try:
-            deadline = _deadline(grpc_context)
-            parsed, version, handle = await self._route(request, 0)
-            model = version.model
-            result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
-            if isinstance(result, BaseException):
-                raise result
-            return convert.annotate_response(result, parsed)
+            with observed(self.metrics, request.model, grpc_context, lambda exc: _unwrap(exc, model)) as seen:
+                deadline = _deadline(grpc_context)
+                parsed, version, handle = await self._route(request, 0)
+                model, seen.ref = version.model, version.ref
+                result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
+                if isinstance(result, BaseException):
+                    raise result
+                seen.queue_s = result.queue_seconds
+                return convert.annotate_response(result, parsed)
         except BaseException as exc:
             _fail(exc, grpc_context, model)
 
     async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
         responses, model = None, None
         try:
-            deadline = _deadline(grpc_context)
-            parsed, version, handle = await self._route(request.request, request.preview_every)
-            model = version.model
-            responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
-            async for item in responses:
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, generation_pb2.Progress):
-                    yield generation_pb2.StreamGenerateResponse(progress=item)
-                else:
-                    yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
-            responses = None
+            with observed(self.metrics, request.request.model, grpc_context, lambda exc: _unwrap(exc, model)) as seen:
+                deadline = _deadline(grpc_context)
+                parsed, version, handle = await self._route(request.request, request.preview_every)
+                model, seen.ref = version.model, version.ref
+                responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
+                async for item in responses:
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, generation_pb2.Progress):
+                        yield generation_pb2.StreamGenerateResponse(progress=item)
+                    else:
+                        seen.queue_s = item.queue_seconds
+                        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
+                responses = None
         except BaseException as exc:
             _fail(exc, grpc_context, model)
         finally:

@@ -30,9 +30,11 @@ def free_port() -> int:
 
 
 def alive_nodes() -> int:
-    """Nodes of the Ray cluster this process joined that are alive."""
+    """Nodes of the Ray cluster this process joined that are alive (1 outside Ray: this machine)."""
     import ray
 
+    if not ray.is_initialized():
+        return 1
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 

@@ -13,6 +13,7 @@ older than it, at start and then hourly.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -67,6 +68,7 @@ class GenerationLog:
         self.flushes = 0  # transactions written (tests and benchmarks read it)
         self._thread = threading.Thread(target=self._run, name="genhub-generation-log", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a process that exits without Hub.close (a Ray replica) still writes its records
 
     # -- the caller's side ----------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class GenerationLog:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=60)
+        atexit.unregister(self.close)
 
     def _next_id(self) -> int:
         with self._id_lock:

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hub import auth
 from hub.core import Hub
+from hub.metrics import Metrics
 from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.batching import BatchOptions, ModelWorker
 from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
@@ -81,6 +82,8 @@ async def start(
     max_receive_bytes: int = MAX_RECEIVE_BYTES,
     reflection_enabled: bool = True,
     health_needs_token: bool = False,
+    metrics: Metrics | None = None,
+    sync: bool = False,
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
@@ -89,6 +92,9 @@ async def start(
     ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
     first start creates them and writes ``tokens.json`` into the hub's home. ``tls``:
     serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
+    ``metrics``: where the server's Prometheus series go (``hub.metrics``; expose them with
+    ``Metrics.serve``). ``sync``: import the bundled models after listening; health says
+    NOT_SERVING until that is done (and again while draining, from ``ServerHandle.stop``).
     """
     check_exposure(address, tls, insecure)
     options = BatchOptions(window_s=batch_window_ms / 1000.0, max_batch=max_batch, max_queue=max_queue)
@@ -112,7 +118,7 @@ async def start(
         ],
     )
     resolver = Resolver(hub_thread, alias_ttl_s)
-    generation = GenerationService(hub_thread, resolver, options)
+    generation = GenerationService(hub_thread, resolver, options, metrics)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
     health_servicer = Health()
@@ -123,8 +129,13 @@ async def start(
         port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
         raise OSError(f"cannot listen on {address}: {exc}; is another server using that port? choose one with --address") from exc
+    for name in (*SERVICE_NAMES, ""):  # "" is the whole server; not ready before the models are synced
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    for name in (*SERVICE_NAMES, ""):  # "" is the whole server
+    if sync:
+        log.info("listening on %s:%d; NOT_SERVING until the bundled models are synced", address.rsplit(":", 1)[0], port)
+        await hub_thread.run(hub.sync)
+    for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
     return ServerHandle(server, port, f"{host}:{port}", generation, hub_thread, health_servicer)

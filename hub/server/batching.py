@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Hashable
 
 from hub.errors import Cancelled, DeadlineExceeded, GenhubError, ResourceExhausted
+from hub.metrics import Metrics, StepTimer
 from hub.model import GenerativeModel, SampleRequest, StepEvent
 from hub.server.convert import image_messages, preview_messages
 from hub.v1 import generation_pb2, types_pb2
@@ -129,11 +130,13 @@ LogCallback = Callable[[list[tuple[Job, "JobResult | BaseException", float]]], A
 class ModelWorker:
     """The queue and batching loop of one loaded model."""
 
-    def __init__(self, name: str, model: GenerativeModel, options: BatchOptions, on_finished: LogCallback) -> None:
+    def __init__(self, name: str, model: GenerativeModel, options: BatchOptions, on_finished: LogCallback,
+                 metrics: Metrics | None = None) -> None:
         self.name = name
         self.model = model
         self.options = options
         self.on_finished = on_finished
+        self.metrics = metrics
         self.pending: deque[Job] = deque()
         self.running: list[Job] = []
         self.batches_run = 0
@@ -153,6 +156,7 @@ class ModelWorker:
                 "retry with backoff, or start the server with a larger --max-queue"
             )
         self.pending.append(job)
+        self._report_queue()
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"worker-{self.name}")
@@ -251,6 +255,9 @@ class ModelWorker:
             job.started_at = time.monotonic()
         self.running = jobs
         self.batches_run += 1
+        self._report_queue()
+        if self.metrics is not None:
+            self.metrics.sampling_call(self.name, offset)
         started = time.perf_counter()
         try:
             images = await loop.run_in_executor(self._executor, self._sample_in_thread, loop, jobs)
@@ -275,8 +282,11 @@ class ModelWorker:
     def _sample_in_thread(self, loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> list[list[types_pb2.Image]]:
         """Runs in the worker's thread: one sampling call, then PNG/tensor encoding per job."""
 
+        step_timer = StepTimer(self.metrics, self.name, time.perf_counter)
+
         def on_step(event: StepEvent) -> bool:
             self.steps_run += 1
+            step_timer()
             now = time.monotonic()
             alive = False
             for job in jobs:
@@ -315,3 +325,9 @@ class ModelWorker:
                     job.future.set_result(outcome)
             if job.events is not None:
                 job.events.put_nowait(None)  # end of progress; after every event the thread queued
+        self._report_queue()
+
+    def _report_queue(self) -> None:
+        if self.metrics is not None:
+            queued = sum(1 for j in self.pending if not j.dead())  # what admission (max_queue) counts
+            self.metrics.queue(self.name, queued, queued + len(self.running))

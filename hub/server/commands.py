@@ -43,11 +43,18 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
               help="Largest request message accepted, MiB.")
 @click.option("--no-reflection", is_flag=True, help="Do not serve gRPC reflection.")
 @click.option("--health-needs-token", is_flag=True, help="grpc.health.v1 needs a generate token too (open by default).")
+@click.option("--metrics-address", metavar="HOST:PORT",
+              help="local: serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:9464).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line, with a record per request (request id, model, version, code, durations).")
+@click.option("--log-retention", metavar="AGE", help="Delete generation log records older than AGE (e.g. 30d), hourly.")
+@click.option("--no-generation-log", is_flag=True, help="Do not record generations in the registry (generation ids are 0).")
 @click.pass_context
 def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: int, max_queue: int, grace: float,
           db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
           ray_address: str | None, no_auth: bool, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
-          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool) -> None:
+          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool,
+          metrics_address: str | None, log_format: str, log_retention: str | None, no_generation_log: bool) -> None:
     """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM.
 
     Calls need a token (see `genhub token`); the first start writes an admin and a generate token to
@@ -58,7 +65,12 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
     from hub.server.app import serve as serve_async
     from hub.tls import ServerTls, check_exposure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hub.metrics import Metrics
+    from hub.registry.genlog import parse_age
+    from hub.server import logs
+
+    logs.configure(log_format)
+    say = logging.getLogger("hub.serve").info if log_format == "json" else lambda line: click.echo(line, err=True)
     parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
     db_url, home_dir = db or getattr(parent, "db", None), home or getattr(parent, "home", None)
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
@@ -68,7 +80,13 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
     if no_auth:
         click.echo("warning: --no-auth: anyone who can reach the port can generate and move aliases", err=True)
     security = dict(auth_enabled=not no_auth, health_needs_token=health_needs_token)
-    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None))
+    retention = parse_age(log_retention, "log_retention") if log_retention else None
+    if metrics_address and backend == "ray":
+        raise InvalidArgument("metrics_address", "is for the local backend; on Ray the replicas record the genhub_* "
+                              "series through ray.serve.metrics, on Ray's own metrics endpoint")
+    # local: the bundled models are synced after the server listens, health NOT_SERVING meanwhile
+    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None), sync=backend == "ray")
+    hub.log_retention, hub.log_enabled = retention, not no_generation_log
     if backend == "ray":
         from hub.ray.commands import serve_ray
 
@@ -79,21 +97,26 @@ def serve(ctx: click.Context, address: str, batch_window_ms: float, max_batch: i
             hub.close()
         click.echo("genhub server stopped", err=True)
         return
+    metrics = Metrics()
 
     def ready(handle: Any) -> None:
         # One parseable line: tests and scripts that ask for port 0 read the real port from it.
-        click.echo(f"genhub serving on {handle.address} (batch window {batch_window_ms:g} ms, max batch {max_batch}, "
-                   f"max queue {max_queue}); SIGTERM drains and stops", err=True)
+        say(f"genhub serving on {handle.address} (batch window {batch_window_ms:g} ms, max batch {max_batch}, "
+            f"max queue {max_queue}); SIGTERM drains and stops")
+        if metrics_address:
+            say(f"genhub metrics on http://{metrics.serve(metrics_address)}/metrics")
         sys.stderr.flush()
 
     try:
         asyncio.run(serve_async(hub, address, grace_s=grace, on_ready=ready, batch_window_ms=batch_window_ms,
+                                metrics=metrics, sync=True,
                                 max_batch=max_batch, max_queue=max_queue, tls=tls, insecure=insecure,
                                 max_receive_bytes=int(max_receive_mib * 1024 * 1024),
                                 reflection_enabled=not no_reflection, **security))
     finally:
-        hub.close()
-    click.echo("genhub server stopped", err=True)
+        metrics.close()
+        hub.close()  # writes the generation log's last records
+    say("genhub server stopped")
 
 
 def generate_remote(

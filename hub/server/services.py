@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, TypeVar
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from grpc import aio
 
 from hub.cards import render_card
 from hub.core import Hub
 from hub.errors import Cancelled, DeadlineExceeded, InvalidArgument
+from hub.metrics import Metrics
 from hub.registry.refs import parse_ref
 from hub.server import convert
 from hub.server.batching import BatchOptions, Job, JobResult, ModelWorker
+from hub.server.status import status_for
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 T = TypeVar("T")
@@ -196,35 +200,42 @@ def _aliases(versions: list[Any]) -> dict[str, int]:
 
 
 class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
-    """Generate through per-model batching workers; every request is logged in the registry."""
+    """Generate through per-model batching workers; every request is logged in the registry and counted."""
 
-    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: BatchOptions) -> None:
+    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: BatchOptions, metrics: Metrics | None = None) -> None:
         self.hub_thread = hub_thread
         self.hub = hub_thread.hub
         self.resolver = resolver
         self.options = options
+        self.metrics = metrics or Metrics()
         self.workers: dict[tuple[str, str], ModelWorker] = {}  # (weights digest, family) -> its worker
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        job, parsed = await self._submit(request, context, preview_every=0, stream=False)
-        try:
-            result = await job.future
-        finally:
-            job.abandon()
-        return convert.annotate_response(_response(job, result), parsed)
+        with observed(self.metrics, request.model, context) as seen:
+            job, parsed = await self._submit(request, context, preview_every=0, stream=False)
+            seen.ref = f"{job.version.model}:{job.version.version}"
+            try:
+                result = await job.future
+            finally:
+                job.abandon()
+            seen.queue_s = result.queue_s
+            return convert.annotate_response(_response(job, result), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
-        job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
-        assert job.events is not None
-        try:
-            while (progress := await job.events.get()) is not None:
-                yield generation_pb2.StreamGenerateResponse(progress=progress)
-            result = job.future.result()
-        finally:
-            job.abandon()  # a client that went away stops its sampling at the next step
-        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
+        with observed(self.metrics, request.request.model, context) as seen:
+            job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
+            seen.ref = f"{job.version.model}:{job.version.version}"
+            assert job.events is not None
+            try:
+                while (progress := await job.events.get()) is not None:
+                    yield generation_pb2.StreamGenerateResponse(progress=progress)
+                result = job.future.result()
+            finally:
+                job.abandon()  # a client that went away stops its sampling at the next step
+            seen.queue_s = result.queue_s
+            yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
 
     async def _submit(
         self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool
@@ -253,25 +264,65 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         if key not in self.workers:
             loaded = await self.hub_thread.run(self.hub.load, version.ref)  # verifies the digest; cached by the hub
             if key not in self.workers:  # another request may have loaded it meanwhile
-                self.workers[key] = ModelWorker(version.ref, loaded.model, self.options, self._log)
+                self.workers[key] = ModelWorker(version.ref, loaded.model, self.options, self._log, self.metrics)
+                self.metrics.loaded(len(self.workers))
         return self.workers[key]
 
     async def _log(self, outcomes: list[tuple[Job, JobResult | BaseException, float]]) -> dict[int, int]:
-        """Log each request of a finished batch in the registry; returns id(job) -> generation id."""
+        """Queue each request of a finished batch for the generation log; returns id(job) -> generation id.
 
-        def write() -> dict[int, int]:
-            ids = {}
-            for job, outcome, duration in outcomes:
-                status, error = _status(outcome)
-                ids[id(job)] = self.hub.log_generation(job.version, job.request, job.seed, duration, status, error)
-            return ids
-
-        return await self.hub_thread.run(write)
+        No database work here (``hub.registry.genlog`` writes in the background), so no thread hop either.
+        """
+        ids = {}
+        for job, outcome, duration in outcomes:
+            status, error = _status(outcome)
+            ids[id(job)] = self.hub.log_generation(job.version, job.request, job.seed, duration, status, error)
+        return ids
 
     async def close(self) -> None:
         for worker in self.workers.values():
             await worker.close()
         self.workers.clear()
+
+
+@dataclass
+class Observed:
+    """What a generation RPC reports when it ends: the version it ran on and its wait in the queue."""
+
+    ref: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    queue_s: float | None = None
+
+
+@contextmanager
+def observed(metrics: Any, asked: str, context: Any,
+             unwrap: Callable[[BaseException], BaseException] = lambda exc: exc) -> Iterator[Observed]:
+    """Count one generation RPC with its status code (OK, or the code its error maps to) and durations.
+
+    ``metrics``: ``hub.metrics.Metrics`` or ``RayMetrics``; ``unwrap`` finds the domain error behind a wrapper.
+    """
+    request_id = _request_id(context)
+    seen = Observed(asked, request_id)
+    code = "OK"
+    try:
+        yield seen
+    except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
+        code = "CANCELLED"
+        raise
+    except BaseException as exc:
+        code = status_for(unwrap(exc))[0].name
+        raise
+    finally:
+        metrics.request_done(seen.ref, code, time.perf_counter() - seen.started, seen.queue_s, request_id)
+
+
+def _request_id(context: Any) -> str:
+    """The caller's ``x-request-id`` metadata (to follow a call across systems), else a new one."""
+    for key, value in (context.invocation_metadata() or ()) if context is not None else ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
 
 
 def _status(outcome: JobResult | BaseException) -> tuple[str, str | None]:

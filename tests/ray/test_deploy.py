@@ -87,6 +87,12 @@ def test_the_kuberay_manifest_embeds_a_valid_serve_config() -> None:
     workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert any(c["resources"]["limits"].get("nvidia.com/gpu") for g in workers for c in g["template"]["spec"]["containers"])
     assert build_app(app["args"]) is not None
+    # the registry is PostgreSQL, its URL in a Secret every pod reads (SQLite is refused on several nodes)
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "genhub-db" and secret["stringData"]["url"].startswith("postgresql+psycopg://")
+    groups = [service["spec"]["rayClusterConfig"]["headGroupSpec"], *workers]
+    for container in (c for g in groups for c in g["template"]["spec"]["containers"]):
+        assert {"name": "GENHUB_DB", "valueFrom": {"secretKeyRef": {"name": "genhub-db", "key": "url"}}} in container["env"]
     example = Overrides.load(REPO / "deploy" / "overrides.example.yaml")
     assert example.apply("ddpm-digits", ServeSettings()).num_gpus == 0.25
 

@@ -94,7 +94,8 @@ def record_figures(hub: Hub, ref: str, *, fd: float, latency: float, sampler: st
 @pytest.fixture(scope="session", params=BACKENDS)
 def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     home = tmp_path_factory.mktemp("genhub-server")
-    opened = open_tiny_hub(home, db_url=database_url(request, home))
+    db_url = f"sqlite:///{home}/r.db" if request.param == "sqlite" else database_url(request, home)
+    opened = open_tiny_hub(home, db_url=db_url)
     yield opened
     opened.hub.close()
 

@@ -1,4 +1,4 @@
-"""bench/serving.py runs end to end and prints both tables (a smoke run: seconds, numbers meaningless)."""
+"""bench/serving.py runs end to end and prints its tables (a smoke run: seconds, numbers meaningless)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def test_bench_prints_latency_and_throughput_tables(capsys: pytest.CaptureFixtur
     bench.main(["--quick", "--server", "thread", "--clients", "1,8"])
     table = capsys.readouterr().out
     assert "(a) latency of one request" in table and "gRPC loopback, batching off" in table
-    rows = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)] for line in table.split("(b)")[1].splitlines()[2:]]
+    section_b, section_c = table.split("(b)")[1].split("(c)")
+    rows = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)] for line in section_b.strip().splitlines()[2:]]
     assert [row[0] for row in rows] == [1, 8]
     assert all(row[1] > 0 and row[3] > 0 for row in rows)  # images/s with batching off and on
+    on, off, ratio = (float(x) for x in re.findall(r"\d+(?:\.\d+)?", section_c.splitlines()[-1]))
+    assert on > 0 and off > 0 and ratio == pytest.approx(on / off, abs=0.01)  # the generation log's cost

@@ -55,15 +55,17 @@ def busy_worker(client: Client) -> Iterator[None]:
 
 def log_mark(tiny: TinyHub) -> datetime:
     """When the newest generation logged so far was created (ids come in per-process blocks: not in time order)."""
+    tiny.hub.generation_log.flush()  # records still queued count as logged
     newest = tiny.hub.registry.generations(limit=1)
     return newest[0].created_at if newest else datetime.min.replace(tzinfo=timezone.utc)
 
 
-def wait_logged(tiny: TinyHub, after: datetime, status: str) -> Any:
-    """The first generation logged after ``after`` with ``status`` (waits for the background writer)."""
+def wait_logged(tiny: TinyHub, after: datetime, status: str, seed: int) -> Any:
+    """The first generation of ``seed`` logged after ``after`` with ``status`` (waits for the background writer)."""
 
     def find() -> Any:
-        return next((g for g in tiny.hub.registry.generations(limit=20) if g.created_at > after and g.status == status), None)
+        logged = tiny.hub.registry.generations(limit=20)
+        return next((g for g in logged if g.created_at > after and g.status == status and g.seed == seed), None)
 
     return wait_for(find, what=f"a generation logged as {status!r}")
 
@@ -161,7 +163,7 @@ def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: Backg
                 break
         started_at = model.steps_taken
         stream.close()  # cancels the RPC
-        logged = wait_logged(tiny, before, "cancelled")  # logged once the sampling call has returned
+        logged = wait_logged(tiny, before, "cancelled", seed=1)  # logged once the sampling call has returned
         stopped_at = model.steps_taken
         time.sleep(0.3)
         assert model.steps_taken == stopped_at, "the sampling loop kept running after the client cancelled"
@@ -189,7 +191,7 @@ def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: Ba
     with server.client() as client:
         with pytest.raises(errors.DeadlineExceeded):
             client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
-        wait_logged(tiny, before, "deadline")
+        wait_logged(tiny, before, "deadline", seed=1)
         stopped_at = model.steps_taken
         time.sleep(0.3)
         assert model.steps_taken == stopped_at, "the sampling loop kept running past the deadline"

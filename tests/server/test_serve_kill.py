@@ -67,7 +67,7 @@ def test_sigterm_writes_every_record_and_sigkill_loses_only_the_last_flush(tiny:
     process = ServeProcess(tiny, "--batch-window-ms", "0")
     try:
         load = Load(process.address, tiny.home)
-        run_until(process, load, 30)
+        run_until(process, load, 20)
         assert process.terminate() == 0, process.log
         answered = load.stop()
     finally:
@@ -79,7 +79,7 @@ def test_sigterm_writes_every_record_and_sigkill_loses_only_the_last_flush(tiny:
     process = ServeProcess(tiny, "--batch-window-ms", "0")
     try:
         load = Load(process.address, tiny.home)
-        run_until(process, load, 60)  # well over one 200 ms flush interval of load
+        run_until(process, load, 40)  # well over one 200 ms flush interval of load
         process.kill()  # SIGKILL
         answered = load.stop()
     finally:

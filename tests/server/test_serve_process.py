@@ -8,10 +8,13 @@ fixture's teardown checks that SIGTERM stops the process with exit status 0.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import threading
 from pathlib import Path
+
 import grpc
 import pytest
 from click.testing import CliRunner
@@ -21,7 +24,7 @@ from PIL import Image
 
 from hub import errors
 from hub.client import Client, RemoteGeneration, StepProgress
-from hub.server.app import ServerHandle, serve
+from hub.server.app import ServerHandle, serve, start
 from hub.auth import read_tokens_file, tokens_path
 from hub.server.commands import generate_remote
 from tests.server.harness import IMAGE_MODEL, ServeProcess, TinyHub, wait_for
@@ -95,11 +98,17 @@ def test_sigterm_drains_calls_in_flight_then_returns(tiny: TinyHub) -> None:
     """serve() as `genhub serve` runs it, on this (main) thread, with a real SIGTERM mid-stream."""
     seen: list[object] = []
 
+    health: list[int] = []
+
     def client_side(address: str) -> None:
         with Client(address, timeout=60, home=tiny.home) as client:
+            watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            health.append(next(watch).status)
             stream = client.stream_generate(IMAGE_MODEL, seed=4, steps=20, params={"step_sleep_s": 0.02})
             seen.append(next(stream))
             os.kill(os.getpid(), signal.SIGTERM)  # while sampling
+            health.append(next(watch).status)  # load balancers watching health stop sending new calls
+            watch.cancel()
             seen.extend(stream)
 
     threads: list[threading.Thread] = []
@@ -112,3 +121,33 @@ def test_sigterm_drains_calls_in_flight_then_returns(tiny: TinyHub) -> None:
     threads[0].join(30)  # the server sent the result before it stopped; let the client finish reading it
     assert isinstance(seen[-1], RemoteGeneration), seen[-1:]  # the stream finished, not cut off
     assert [e.step for e in seen if isinstance(e, StepProgress)] == list(range(1, 21))
+    assert health == [health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING]
+
+
+def test_health_is_not_serving_until_the_bundled_models_are_synced(
+    tiny: TinyHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate, real_sync = threading.Event(), tiny.hub.sync
+    monkeypatch.setattr(tiny.hub, "sync", lambda: (gate.wait(60), real_sync()))  # hold the sync until we looked
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    with caplog.at_level(logging.INFO, logger="hub.server.app"):
+        started = asyncio.run_coroutine_threadsafe(start(tiny.hub, "127.0.0.1:0", sync=True), loop)
+        listening = wait_for(lambda: re.search(r"listening on (\S+); NOT_SERVING", caplog.text), what="the server to listen")
+
+    def status() -> list[int]:
+        with grpc.insecure_channel(listening.group(1)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            return [stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=10).status for s in ["", *SERVICES]]
+
+    try:
+        assert status() == [health_pb2.HealthCheckResponse.NOT_SERVING] * 3
+        gate.set()
+        handle = started.result(60)
+        assert status() == [health_pb2.HealthCheckResponse.SERVING] * 3
+        asyncio.run_coroutine_threadsafe(handle.stop(1.0), loop).result(30)
+    finally:
+        gate.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
