@@ -59,9 +59,11 @@ class GenerationLog:
         self.retention = retention
         self._queue: deque[dict[str, Any]] = deque()
         self._ids: deque[range] = deque()  # reserved, not yet used
+        self._next_block = min(16, id_block)  # blocks grow to id_block: a one-shot CLI call wastes few ids, a server few round trips
         self._id_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._flush_now = False  # flush() asked to write now, whatever the batch and the interval
         self._submitted = 0  # records queued so far; flush() waits until _written reaches it
         self._written = 0
         self._progress = threading.Condition()
@@ -89,6 +91,7 @@ class GenerationLog:
         """Wait until every record submitted before this call is written; False on timeout."""
         with self._progress:
             target = self._submitted
+            self._flush_now = True
             self._wake.set()
             return self._progress.wait_for(lambda: self._written >= target or not self._thread.is_alive(), timeout)
 
@@ -104,24 +107,33 @@ class GenerationLog:
             while self._ids and not self._ids[0]:
                 self._ids.popleft()
             if not self._ids:  # only before the first block arrives, or after a burst outran the refills
-                self._ids.append(self.registry.reserve_ids(GENERATIONS, self.id_block))
+                self._ids.append(self._reserve())
             block = self._ids[0]
             self._ids[0] = block[1:]
-            if sum(len(r) for r in self._ids) < self.id_block // 2:
+            if sum(len(r) for r in self._ids) < self._next_block // 2:
                 self._wake.set()  # the writer reserves the next block before this one runs out
             return block[0]
 
     # -- the writer thread ----------------------------------------------------------------------
 
+    def _reserve(self) -> range:
+        block = self.registry.reserve_ids(GENERATIONS, self._next_block)
+        self._next_block = min(self._next_block * 2, self.id_block)
+        return block
+
     def _run(self) -> None:
         next_prune = time.monotonic()
+        self._refill_ids()  # the first block, before the first record needs it
+        last_flush = time.monotonic()
         while True:
-            self._wake.wait(self.interval_s)
+            self._wake.wait(max(0.0, last_flush + self.interval_s - time.monotonic()))
             self._wake.clear()
             self._refill_ids()
-            stopping = self._stopping
-            while self._queue and self._write(self._take()):
-                pass
+            stopping, flush, self._flush_now = self._stopping, self._flush_now, False
+            if flush or stopping or len(self._queue) >= self.max_batch or time.monotonic() >= last_flush + self.interval_s:
+                last_flush = time.monotonic()
+                while self._queue and self._write(self._take()):
+                    pass
             if self.retention is not None and time.monotonic() >= next_prune:
                 self._prune()
                 next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -155,15 +167,15 @@ class GenerationLog:
 
     def _refill_ids(self) -> None:
         with self._id_lock:
-            low = sum(len(r) for r in self._ids) < self.id_block // 2
-        if low and not self._stopping:
-            try:
-                block = self.registry.reserve_ids(GENERATIONS, self.id_block)
-            except Exception:  # noqa: BLE001 - submit reserves for itself if it must
-                log.exception("generation log: could not reserve ids")
+            if self._stopping or sum(len(r) for r in self._ids) >= self._next_block // 2:
                 return
-            with self._id_lock:
-                self._ids.append(block)
+        try:  # not under the lock: submit must never wait for this transaction while ids remain
+            block = self._reserve()
+        except Exception:  # noqa: BLE001 - submit reserves for itself if it must
+            log.exception("generation log: could not reserve ids")
+            return
+        with self._id_lock:
+            self._ids.append(block)
 
     def _prune(self) -> None:
         assert self.retention is not None

@@ -99,6 +99,7 @@ async def start(
     check_exposure(address, tls, insecure)
     options = BatchOptions(window_s=batch_window_ms / 1000.0, max_batch=max_batch, max_queue=max_queue)
     hub_thread = HubThread(hub)
+    _ = hub.generation_log  # start the log writer now: it reserves its first ids before the first request
     interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
     if auth_enabled:
         written = await hub_thread.run(auth.create_initial_tokens, hub.registry, hub.home)
