@@ -8,7 +8,9 @@
     (``Client.generate``, raw tensors back): p50/p99, their ratio and the added ms.
 (b) Images per second with 1, 8 and 32 concurrent clients, each asking for one
     image at a time, with batching on (``--batch-window-ms``) and off (window 0).
-(c) The generation log's cost: images per second of one-pass requests (one
+(c) The same load (batching on) through hub.v1 Generate and through the open
+    inference protocol's ModelInfer (KServe V2, what Triton clients send), side by side.
+(d) The generation log's cost: images per second of one-pass requests (one
     network pass each: DDIM 1 step) from ``--log-clients`` callers, with the log on
     (the background writer) and off (``--no-generation-log``), runs alternated.
 
@@ -32,7 +34,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import torch
 from grpc import aio
@@ -41,7 +43,9 @@ from hub import auth
 from hub.client import Client, build_request
 from hub.core import Hub
 from hub.devices import hardware_description
+from hub.inference import grpc_predict_v2_pb2_grpc
 from hub.model import SampleRequest, TrainOptions
+from hub.server.inference_codec import infer_request
 from hub.v1 import generation_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--batch-window-ms", type=float, default=5.0, help="window of the batching-on server")
-    parser.add_argument("--log-clients", type=int, default=8, help="callers of the generation log row (c)")
-    parser.add_argument("--log-rounds", type=int, default=3, help="alternated on/off runs of row (c)")
+    parser.add_argument("--log-clients", type=int, default=8, help="callers of the generation log row (d)")
+    parser.add_argument("--log-rounds", type=int, default=3, help="alternated on/off runs of row (d)")
+    parser.add_argument("--log-only", action="store_true", help="measure only (d), the generation log's cost")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
     # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
@@ -181,17 +186,31 @@ def round_trip(address: str, args: argparse.Namespace) -> list[float]:
     return times
 
 
-async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, steps: int | None = None
-                      ) -> tuple[float, float]:
-    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
-    steps = steps or args.steps
-    async with aio.insecure_channel(address) as channel:
+def _caller(channel: aio.Channel, ref: str, args: argparse.Namespace, protocol: str) -> Callable[[int], Awaitable[int]]:
+    """One request of one image (seed -> samples in its sampling call) through ``protocol``: hub.v1 or the open one."""
+    if protocol == "hub.v1":
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
 
         async def one(seed: int) -> int:
             response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=steps), timeout=300,
                                            metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return response.batch_samples
+
+        return one
+    oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    async def infer(seed: int) -> int:
+        request = infer_request(ref, seed=seed, sampler=args.sampler, steps=args.steps)
+        response = await oip.ModelInfer(request, timeout=300, metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
+        return response.parameters["batch_samples"].int64_param
+
+    return infer
+
+
+async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str) -> tuple[float, float]:
+    """(images per second, mean samples per sampling call) with ``clients`` concurrent callers."""
+    async with aio.insecure_channel(address) as channel:
+        one = _caller(channel, ref, args, protocol)
 
         await asyncio.gather(*(one(i) for i in range(clients)))  # warm-up: connections, worker, first batch
         loop = asyncio.get_running_loop()
@@ -210,17 +229,18 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
     return len(done) / elapsed, statistics.mean(done)
 
 
-def throughput(address: str, ref: str, clients: int, args: argparse.Namespace, steps: int | None = None) -> tuple[float, float]:
-    return asyncio.run(_throughput(address, ref, clients, args, steps))
+def throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str = "hub.v1") -> tuple[float, float]:
+    return asyncio.run(_throughput(address, ref, clients, args, protocol))
 
 
 def log_cost(args: argparse.Namespace, hub: Hub, ref: str, db_url: str, home: str) -> dict[str, list[float]]:
     """Images/s of one-pass requests with the generation log on and off, in alternated rounds."""
     rates: dict[str, list[float]] = {"on": [], "off": []}
+    one_pass = argparse.Namespace(**{**vars(args), "steps": 1})
     for _ in range(args.log_rounds):
         for label in ("on", "off"):
             with server(args, hub, db_url, home, args.batch_window_ms, log=label == "on") as address:
-                rates[label].append(throughput(address, ref, args.log_clients, args, steps=1)[0])
+                rates[label].append(throughput(address, ref, args.log_clients, one_pass)[0])
     return rates
 
 
@@ -233,6 +253,8 @@ def run(argv: list[str] | None = None) -> str:
         hub, ref, db_url, home = prepare(args, Path(tmp))
         try:
             version = hub.resolve(ref)
+            if args.log_only:
+                return render_log(args, version, log_cost(args, hub, ref, db_url, home))
             with server(args, hub, db_url, home, 0.0) as off, server(args, hub, db_url, home, args.batch_window_ms) as on:
                 bare, inproc, results["latency off"], results["latency on"] = latencies(hub, ref, [off, on], args)
                 results["latency bare"] = bare
@@ -240,6 +262,7 @@ def run(argv: list[str] | None = None) -> str:
                 for n in clients:
                     for label, address in (("off", off), ("on", on)):
                         results[f"tput {label} {n}"] = throughput(address, ref, n, args)
+                    results[f"tput oip {n}"] = throughput(on, ref, n, args, "inference")  # right after hub.v1's "on"
             results["log"] = log_cost(args, hub, ref, db_url, home)
         finally:
             hub.close()
@@ -269,11 +292,24 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
     for n in clients:
         cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
         lines.append(f"    {n:>7}   {cells}")
-    on, off = (statistics.mean(results["log"][k]) for k in ("on", "off"))
-    lines += ["", f"(c) generation log, one-pass requests ({args.sampler} 1 step), {args.log_clients} clients, "
-                  f"{args.batch_window_ms:g} ms window, {args.log_rounds} alternated rounds",
+    lines += ["", "(c) the same load through both APIs (batching on): images/s (mean samples per sampling call)",
+              "    clients          hub.v1 Generate    open protocol ModelInfer    ratio"]
+    for n in clients:
+        (v1, v1_batch), (oip, oip_batch) = results[f"tput on {n}"], results[f"tput oip {n}"]
+        lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x")
+    lines += ["", render_log(args, None, results["log"])]
+    return "\n".join(lines)
+
+
+def render_log(args: argparse.Namespace, version: Any, rates: dict[str, list[float]]) -> str:
+    """Row (d): one-pass throughput with the generation log on and off."""
+    on, off = (statistics.mean(rates[k]) for k in ("on", "off"))
+    lines = [] if version is None else [f"genhub serving benchmark: {version.model}:{version.version}; machine: {machine()}"]
+    lines += [f"(d) generation log, one-pass requests ({args.sampler} 1 step), {args.log_clients} clients, "
+              f"{args.batch_window_ms:g} ms window, {args.log_rounds} alternated rounds of {args.duration:g} s",
               "    log on (batched background writer)   log off   on/off",
-              f"    {on:>20.1f} images/s   {off:>7.1f}   {on / off:5.2f}x"]
+              f"    {on:>20.1f} images/s   {off:>7.1f}   {on / off:5.2f}x",
+              "    per round, on: " + ", ".join(f"{r:.1f}" for r in rates["on"]) + "; off: " + ", ".join(f"{r:.1f}" for r in rates["off"])]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from hub.eval.summary import card_section
 if TYPE_CHECKING:
     from hub.core import Hub
 
-GRID_SAMPLES = 64  # images in a card's sample grid (points: 1,000 in a scatter plot)
+GRID_SAMPLES = 64  # images in a card's sample grid (points: hub.images.POINT_SAMPLES in a scatter plot)
 
 
 def render_card(hub: Hub, ref: str, sample_grid: str | None = None) -> str:
@@ -72,7 +72,7 @@ def _run_line(run: Any) -> str:
 
 
 def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:
-    """Write ``model.safetensors``, ``card.json`` and ``card.md`` for ``ref`` into ``directory``."""
+    """Write ``model.safetensors``, ``card.json``, ``card.md`` and its sample picture ``card.png`` into ``directory``."""
     reg = hub.registry
     version = reg.resolve(ref)
     directory.mkdir(parents=True, exist_ok=True)
@@ -108,24 +108,22 @@ def export_checkpoint(hub: Hub, ref: str, directory: Path) -> Path:
     if version.parent:
         meta["parent"] = version.parent  # a bundled parent (teacher, autoencoder) is synced first
     (directory / "card.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    (directory / "card.md").write_text(render_card(hub, ref))
+    write_card(hub, version.ref, directory / "card.md")  # and card.png: what the model draws, seed 0
     return directory
 
 
 def write_card(hub: Hub, ref: str, path: Path, *, seed: int = 0, num_samples: int | None = None) -> Path:
     """Write the card to ``path`` and a sample grid PNG beside it (``<stem>.png``), linked from the card."""
-    from hub.images import save_samples
+    from hub.images import POINT_SAMPLES, save_samples
     from hub.model import SampleRequest
 
     version = hub.resolve(ref)
     loaded = hub.load(version.ref)
-    n = num_samples or (1000 if loaded.model.output_kind == "points" else GRID_SAMPLES)
-    labels = None
-    if loaded.model.describe().get("class_conditional"):  # one row per class, as far as the grid goes
-        classes = int(version.config.get("num_classes", 0) or 0)
-        labels = [i % classes for i in range(n)] if classes else None
+    n = num_samples or (POINT_SAMPLES if loaded.model.output_kind == "points" else GRID_SAMPLES)
+    classes = loaded.model.capabilities.num_classes
+    labels = [i % classes for i in range(n)] if classes else None  # one row per class, as far as the grid goes
     samples = hub.generate(version.ref, SampleRequest.from_seed(seed, n, class_labels=labels), log=False).samples
     path = Path(path)
-    grid = save_samples(samples, path.with_suffix(".png"))
+    grid = save_samples(samples, path.with_suffix(".png"), mixture=hub.mixture(version.dataset))
     path.write_text(render_card(hub, version.ref, sample_grid=grid.name))
     return path

@@ -26,14 +26,15 @@ out = Console()
 class HubContext:
     """Opened lazily so that `genhub --help` needs no registry."""
 
-    def __init__(self, db: str | None, home: str | None, plugins: tuple[PluginHost, Contributions]) -> None:
-        self.db, self.home, self.plugins = db, home, plugins
+    def __init__(self, db: str | None, home: str | None, plugins: tuple[PluginHost, Contributions],
+                 bundled: bool = True) -> None:
+        self.db, self.home, self.plugins, self.bundled = db, home, plugins, bundled
         self._hub: Hub | None = None
 
     @property
     def hub(self) -> Hub:
         if self._hub is None:
-            self._hub = Hub.open(db_url=self.db, home=self.home, plugins=self.plugins)
+            self._hub = Hub.open(db_url=self.db, home=self.home, plugins=self.plugins, sync=self.bundled)
         return self._hub
 
 
@@ -43,11 +44,14 @@ pass_hub = click.make_pass_decorator(HubContext)
 @click.group()
 @click.option("--db", envvar="GENHUB_DB", help="Registry SQLAlchemy URL (default: sqlite in the genhub home).")
 @click.option("--home", envvar="GENHUB_HOME", type=click.Path(file_okay=False), help="genhub data folder.")
+@click.option("--no-bundled", is_flag=True, envvar="GENHUB_NO_BUNDLED",
+              help="Do not import the plugins' bundled checkpoints into this home (to train their replacements: "
+                   "new versions then start at :1, as they will on a fresh install).")
 @click.version_option(package_name="genhub")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, home: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, home: str | None, no_bundled: bool) -> None:
     """genhub: a registry and serving hub for generative image models."""
-    ctx.obj = HubContext(db, home, ctx.obj if isinstance(ctx.obj, tuple) else load_plugins())
+    ctx.obj = HubContext(db, home, ctx.obj if isinstance(ctx.obj, tuple) else load_plugins(), bundled=not no_bundled)
     ctx.call_on_close(lambda: ctx.obj._hub.close() if ctx.obj._hub else None)
 
 
@@ -60,6 +64,23 @@ def plugins(ctx: HubContext) -> None:
         style = "red" if info.status == "failed" else None
         table.add_row(info.name, info.version or "", info.status, info.error or "", style=style)
     out.print(table)
+
+
+@cli.group()
+def plugin() -> None:
+    """Write a new plugin package (`genhub plugin new NAME`)."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder to write genhub-NAME into.")
+def plugin_new(name: str, parent: str) -> None:
+    """Write genhub-NAME: pyproject with the entry point, a family, a bundled checkpoint and a test."""
+    from hub.scaffold import new_plugin
+
+    root = new_plugin(name, Path(parent))
+    out.print(f"wrote {root}; next: pip install -e {root} && pytest {root / 'tests'}")
 
 
 @cli.command()
@@ -210,7 +231,7 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 @click.option("--task", help="Route instead of naming REF: the dataset the samples should look like (needs --budget-ms).")
 @click.option("--budget-ms", type=float, help="With --task: latency budget, p50 at batch 1 (see `genhub route`).")
 @click.option("--condition", help="With --task: a class index or class name the samples must belong to.")
-@click.option("-n", "--num-samples", type=int, default=16, show_default=True)
+@click.option("-n", "--num-samples", type=int, help="Samples (default: 16 images, or 2000 points drawn over the true modes).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", help="Sampler name (diffusion models), e.g. ddpm or ddim.")
 @click.option("--steps", type=int, help="Sampling steps (default: the model's).")
@@ -225,13 +246,13 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 @connection_options
 @pass_hub
 def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: float | None, condition: str | None,
-             num_samples: int, seed: int, sampler: str | None, steps: int | None,
+             num_samples: int | None, seed: int, sampler: str | None, steps: int | None,
              eta: float, guidance: float | None, truncation: float | None, label: int | None, prompt: str | None,
              params: tuple[str, ...], output: str, server: str | None, **connection: Any) -> None:
     """Generate samples from REF (name, name:version or name@alias), or route by --task and --budget-ms; write a PNG grid."""
-    from hub.images import save_samples
+    from hub.images import POINT_SAMPLES, save_samples
 
-    if num_samples < 1:
+    if num_samples is not None and num_samples < 1:
         raise InvalidArgument("--num-samples", f"must be at least 1, got {num_samples}")
     if (ref is None) == (task is None):
         raise InvalidArgument("REF, --task", "give exactly one: a model reference, or --task DATASET with --budget-ms")
@@ -253,6 +274,8 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
             label = index
     if not server:
         ctx.hub.load(ref)  # a bad reference or broken weights fail here, before any progress bar
+    mixture = _local_mixture(ctx.hub, ref, task)
+    num_samples = num_samples or (POINT_SAMPLES if mixture is not None else 16)
     with _progress(transient=True) as bar:
         task_id = bar.add_task(f"generate {ref or task}", total=None, info="")
 
@@ -277,7 +300,7 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
             )
             result = ctx.hub.generate(ref, request, on_step, seed=seed)  # type: ignore[arg-type]
             samples, described = result.samples, f"{result.version.model}:{result.version.version}{reason}"
-    path = save_samples(samples, output)
+    path = save_samples(samples, output, mixture=mixture)
     out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
 
 
@@ -298,6 +321,19 @@ def log_prune(ctx: HubContext, older_than: str) -> None:
     out.print(f"pruned {removed} generation log record(s) older than {older_than}")
 
 
+def _local_mixture(hub: Hub, ref: str | None, task: str | None) -> tuple[list[list[float]], float] | None:
+    """The true modes of the 2D dataset REF was trained on (or --task names), when this hub knows them."""
+    try:
+        return hub.mixture(task if ref is None else hub.resolve(ref).dataset)  # type: ignore[arg-type]
+    except GenhubError:  # a reference only the remote server knows: plain scatter, default count of images
+        return None
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Register a model from another format; plugins add the formats (e.g. `genhub import diffusers PATH --name NAME`)."""
+
+
 @cli.command()
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False))
@@ -312,7 +348,8 @@ def export(ctx: HubContext, ref: str, directory: str) -> None:
 
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True)
-@click.option("-n", "--num-samples", type=click.IntRange(1, 64), default=16, show_default=True)
+@click.option("-n", "--num-samples", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Images per image model; 2D models draw 2000 points over their true modes.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--address", default="127.0.0.1:0", show_default=True, help="Where the demo server listens (port 0: any free port).")
 @click.option("--metrics-address", metavar="HOST:PORT", help="Serve Prometheus metrics there while the demo runs.")
@@ -323,6 +360,9 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
 
     from hub.images import save_samples
     from hub.metrics import Metrics
+
+
+    from hub.images import POINT_SAMPLES, save_samples
     from hub.server.app import BackgroundServer
     from hub.server.commands import generate_remote
 
@@ -339,13 +379,15 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
         for version in bundled:
             task = bar.add_task(f"generate {version.ref}", total=None, info="")
             started = time.perf_counter()
+            mixture = hub.mixture(version.dataset)
+            count = POINT_SAMPLES if mixture is not None else num_samples
             samples, _ = generate_remote(
-                server.address, version.ref, num_samples=num_samples, seed=seed, **demo_fields(version.tags),
+                server.address, version.ref, num_samples=count, seed=seed, **demo_fields(version.tags),
                 progress=lambda step, total, task=task: bar.update(task, total=total, completed=step),
                 home=hub.home,
             )
-            path = save_samples(samples, Path(out_dir) / f"{version.model}.png")
-            table.add_row(version.ref, version.family, version.artifact_digest[:12], str(num_samples),
+            path = save_samples(samples, Path(out_dir) / f"{version.model}.png", mixture=mixture)
+            table.add_row(version.ref, version.family, version.artifact_digest[:12], str(count),
                           f"{time.perf_counter() - started:.2f}", str(path))
     metrics.close()
     out.print(table)

@@ -22,7 +22,7 @@ import torch
 from hub.artifacts import ArtifactStore
 from hub.datasets import Dataset
 from hub.devices import default_device, hardware_description
-from hub.errors import GenhubError, InvalidArgument
+from hub.errors import FailedPrecondition, GenhubError, InvalidArgument, clean_message
 from hub.model import (
     BuildContext,
     GenerativeModel,
@@ -32,6 +32,7 @@ from hub.model import (
     StepCallback,
     TrainOptions,
     TrainProgress,
+    can_train,
 )
 from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
 from hub.registry import Registry, VersionRecord
@@ -129,7 +130,8 @@ class Hub:
             self._sync_pretrained(pretrained)
 
     def _sync_pretrained(self, pretrained: PretrainedModel) -> None:
-        digest = self.artifacts.put_file(pretrained.weights)
+        weights = pretrained.weights
+        digest = self.artifacts.put_file(weights) if isinstance(weights, (str, Path)) else self.artifacts.put(weights)
         owner = self.parts.owners.get(("pretrained model", pretrained.name), "")
         self.registry.ensure_model(pretrained.name, pretrained.family, owner, description=_first_line(pretrained.card))
         if self.registry.find_version_by_digest(pretrained.name, digest) is not None:
@@ -179,6 +181,7 @@ class Hub:
         start = time.perf_counter()
         status, error = "ok", None
         try:
+            loaded.model.capabilities.check(request)
             samples = loaded.model.sample(request, callback)
             return Generation(samples.cpu(), loaded.version, time.perf_counter() - start)
         except GenhubError as exc:
@@ -220,7 +223,7 @@ class Hub:
             num_samples=request.num_samples,
             duration_s=duration_s,
             status=status,
-            error=error,
+            error=clean_message(error) if error is not None else None,  # bounded, like what the client saw
             artifact_digest=version.artifact_digest,
         )
 
@@ -228,6 +231,14 @@ class Hub:
 
     def dataset(self, name: str, split: str = "train") -> Dataset:
         return self.parts.dataset(name).load(split)
+
+    def mixture(self, dataset_name: str) -> tuple[list[list[float]], float] | None:
+        """(mode centres, std) of a 2D mixture dataset, for drawing samples over the true modes; None otherwise."""
+        spec = self.parts.datasets.get(dataset_name)
+        if spec is None or spec.kind != "points":
+            return None
+        meta = self.dataset(dataset_name).meta
+        return (meta["centres"], float(meta["std"])) if "centres" in meta and "std" in meta else None
 
     def train(
         self,
@@ -260,6 +271,11 @@ class Hub:
             # record it as lineage; its weights are not the student's.
             config = config.replace(**{teacher_key: parent_version.ref})
         model = family.build(config, self.context())
+        if not can_train(model):
+            raise FailedPrecondition(
+                f"family {family_name!r} only samples: its weights are trained elsewhere and registered as they are "
+                "(a plugin's pretrained checkpoint, or `genhub import`); it cannot be trained here"
+            )
         if parent_version is not None and not teacher_key:
             if parent_version.family != family_name:
                 raise InvalidArgument("parent", f"{parent} is a {parent_version.family!r} model, not {family_name!r}")

@@ -6,6 +6,13 @@ The gRPC server maps these classes to status codes in one place
 
 from __future__ import annotations
 
+import re
+
+MAX_ERROR_CHARS = 1000  # error text returned to clients or logged with a generation
+# Absolute POSIX paths of two or more parts, and file/sqlite URLs; gRPC method names (/pkg.Service/Method) are kept.
+_PATH = re.compile(r"\b[a-z][a-z0-9+]*:/+[^\s'\"`]+|(?<![\w.:/-])/(?:[^\s'\"`,;:()\[\]{}<>/]+/)+[^\s'\"`,;:()\[\]{}<>]*")
+_METHOD = re.compile(r"/[a-z_][\w.]*\.[A-Z]\w*/[A-Z]\w*")
+
 
 class GenhubError(Exception):
     """Base class of every error genhub reports to a user."""
@@ -68,3 +75,12 @@ class StartupError(GenhubError):
 
 class PluginError(GenhubError):
     """A plugin failed to import or raised inside a hook."""
+
+
+def clean_message(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Error text safe to hand out: server file paths replaced by ``<path>``, at most ``limit`` characters."""
+    total = len(text)
+    text = _PATH.sub(lambda m: m.group(0) if _METHOD.fullmatch(m.group(0)) else "<path>", text[: limit * 2])
+    if total <= limit * 2 and len(text) <= limit:  # bounded work on hostile input: the regex sees 2 x limit at most
+        return text
+    return text[: limit - 40] + f"... (cut; {total} characters in all)"

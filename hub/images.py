@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,22 +49,44 @@ def grid(images: torch.Tensor, columns: int | None = None, scale: int | None = N
     return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
 
 
-def scatter(points: torch.Tensor, size: int = 512, extent: float | None = None) -> Image.Image:
-    """A scatter plot of [N, 2] points, for the 2D mixture models."""
+# What a 2D model is drawn with by default: enough points that a missing or thin mode shows.
+POINT_SAMPLES = 2000
+Mixture = tuple[Sequence[Sequence[float]], float]  # (mode centres [K, 2], std of each mode)
+
+
+def scatter(points: torch.Tensor, size: int = 512, extent: float | None = None,
+            mixture: Mixture | None = None) -> Image.Image:
+    """A scatter plot of [N, 2] points; with ``mixture``, each true mode's 3-std circle (the high-quality zone, red)."""
     pts = points.detach().float().cpu().numpy()
-    extent = extent or float(np.abs(pts).max() * 1.1 + 1e-6)
+    centres = np.asarray(mixture[0], dtype=np.float64) if mixture is not None else np.zeros((0, 2))
+    if len(centres):  # frame the true modes; the rare far outlier falls off the picture rather than shrink it
+        reach = float(np.abs(centres).max()) * 1.35
+    else:
+        reach = float(np.abs(pts).max()) * 1.1 if len(pts) else 1.0
+    extent = extent or reach + 1e-6
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
+
+    def pixel(x: float, y: float) -> tuple[float, float]:
+        return (x / extent + 1) * size / 2, (1 - y / extent) * size / 2
+
+    dot = 1.5 if len(pts) <= 200 else 1.0
     for x, y in pts:
-        px, py = (x / extent + 1) * size / 2, (1 - y / extent) * size / 2
-        draw.ellipse((px - 1.5, py - 1.5, px + 1.5, py + 1.5), fill=(30, 60, 200))
+        px, py = pixel(x, y)
+        draw.ellipse((px - dot, py - dot, px + dot, py + dot), fill=(30, 60, 200))
+    if mixture is not None:
+        radius = max(2.0, 3.0 * float(mixture[1]) / extent * size / 2)
+        for x, y in centres:
+            px, py = pixel(float(x), float(y))
+            draw.ellipse((px - radius, py - radius, px + radius, py + radius), outline=(220, 30, 30))
     return image
 
 
-def save_samples(samples: torch.Tensor, path: Path | str, columns: int | None = None) -> Path:
-    """Write images as a PNG grid, or 2D points as a scatter plot."""
+def save_samples(samples: torch.Tensor, path: Path | str, columns: int | None = None,
+                 mixture: Mixture | None = None) -> Path:
+    """Write images as a PNG grid, or 2D points as a scatter plot (over the true modes when ``mixture`` is given)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = scatter(samples) if samples.dim() == 2 else grid(samples, columns)
+    picture = scatter(samples, mixture=mixture) if samples.dim() == 2 else grid(samples, columns)
     picture.save(path)
     return path

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
 import numpy as np
 import torch
 
-from hub.errors import Cancelled, InvalidArgument
+from hub.capabilities import Capabilities, Param
+from hub.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound="ModelConfig")
 ParamValue = float | int | str | bool
+
+__all__ = ["Capabilities", "InferenceModel", "Param", "PretrainedModel", "simple_family"]  # and the rest below
 
 
 @dataclass
@@ -160,16 +163,32 @@ class TrainResult:
 
 
 class GenerativeModel(ABC):
-    """A built model: weights in memory, ready to train or sample."""
+    """A built model: weights in memory, ready to sample (and to train, for families that train).
+
+    ``capabilities`` says what it accepts; the hub checks every request against it before queueing. Training is
+    optional: a family that only samples weights trained elsewhere leaves ``train`` as it is here.
+    """
 
     config: ModelConfig
-    output_kind: ClassVar[str] = "image"  # "image" ([N,C,H,W]) or "points" ([N,2])
 
+    @property
     @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this model accepts and returns (a class attribute will do for a model whose config never varies)."""
+
+    @property
+    def output_kind(self) -> str:
+        """"image" ([N, C, H, W] in [-1, 1]) or "points" ([N, D])."""
+        return self.capabilities.output_kind
+
     def train(
         self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
     ) -> TrainResult:
-        """Train in place on ``dataset``; call ``progress`` now and then."""
+        """Train in place on ``dataset``; call ``progress`` now and then. Optional: see ``can_train``."""
+        raise FailedPrecondition(
+            f"{type(self).__name__} only samples: its weights are trained elsewhere and registered as they are "
+            "(a plugin's pretrained checkpoint, or `genhub import`)"
+        )
 
     @abstractmethod
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
@@ -188,8 +207,38 @@ class GenerativeModel(ABC):
         return self
 
     def describe(self) -> dict[str, Any]:
-        """Facts a client may want (sample shape, samplers, default steps, conditioning)."""
-        return {}
+        """Facts a person may want beyond the capabilities (parameter counts, schedule, training steps)."""
+        return self.capabilities.to_dict()
+
+
+def can_train(model: GenerativeModel | type[GenerativeModel]) -> bool:
+    """Whether a model (or model class) implements ``train``; inference-only ones do not."""
+    cls = model if isinstance(model, type) else type(model)
+    return cls.train is not GenerativeModel.train
+
+
+class InferenceModel(GenerativeModel):
+    """A model that only samples, from fixed weights kept in ``self.weights`` (a flat dict of tensors).
+
+    Subclasses set ``capabilities`` and write ``sample``; weights load, save and move devices here.
+    """
+
+    def __init__(self, config: ModelConfig, context: BuildContext | None = None) -> None:
+        self.config = config
+        self.context = context
+        self.weights: dict[str, torch.Tensor] = {}
+        self.device = torch.device("cpu")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.weights.items()}
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.weights = {k: v.to(self.device) for k, v in tensors.items()}
+
+    def to(self, device: torch.device | str) -> InferenceModel:
+        self.device = torch.device(device)
+        self.weights = {k: v.to(self.device) for k, v in self.weights.items()}
+        return self
 
 
 class ModelFamily(ABC):
@@ -208,6 +257,22 @@ class ModelFamily(ABC):
         return self.config_class()
 
 
+def simple_family(
+    name: str, model_class: Callable[[ModelConfig, BuildContext], GenerativeModel], *,
+    config_class: type[ModelConfig] = ModelConfig, description: str | None = None,
+) -> ModelFamily:
+    """A family whose ``build(config, context)`` is ``model_class(config, context)``; for small plugins."""
+    doc = description if description is not None else (getattr(model_class, "__doc__", None) or "").strip().split("\n")[0]
+
+    def build(self: ModelFamily, config: ModelConfig, context: BuildContext) -> GenerativeModel:
+        if not isinstance(config, config_class):
+            raise InvalidArgument("config", f"family {name!r} needs a {config_class.__name__}, got {type(config).__name__}")
+        return model_class(config, context)
+
+    attrs = {"name": name, "config_class": config_class, "description": doc, "build": build}
+    return type(f"{name.title().replace('-', '')}Family", (ModelFamily,), attrs)()
+
+
 @dataclass
 class BuildContext:
     """What the hub lends a family when building: other plugins' parts and the registry."""
@@ -223,7 +288,7 @@ class PretrainedModel:
 
     name: str  # registry model name, e.g. "ddpm-digits"
     family: str
-    weights: Path  # safetensors file
+    weights: Path | Mapping[str, torch.Tensor]  # a safetensors file, or the tensors themselves
     config: dict[str, Any]
     dataset: str
     card: Path | None = None  # markdown model card
@@ -233,6 +298,14 @@ class PretrainedModel:
     metrics: list[dict[str, Any]] | dict[str, float] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     parent: str | None = None  # "name:version" of the model this one was derived from
+
+    @classmethod
+    def from_weights(
+        cls, name: str, family: str, weights: Mapping[str, torch.Tensor], *, config: dict[str, Any] | None = None,
+        dataset: str = "external",
+    ) -> PretrainedModel:
+        """A checkpoint given as tensors (e.g. fixed weights made in code); ``dataset`` "external": trained elsewhere."""
+        return cls(name=name, family=family, weights=dict(weights), config=dict(config or {}), dataset=dataset)
 
     @classmethod
     def from_dir(cls, directory: Path) -> PretrainedModel:

@@ -1,7 +1,7 @@
-"""Regenerate the Python gRPC stubs in hub/v1/ from protos/hub/v1/*.proto.
+"""Regenerate the Python gRPC stubs of every proto package in protos/.
 
-    python scripts/gen_protos.py            # rewrite hub/v1/
-    python scripts/gen_protos.py --check    # exit 1 if hub/v1/ is not what the protos generate
+    python scripts/gen_protos.py            # rewrite hub/v1/ and hub/inference/
+    python scripts/gen_protos.py --check    # exit 1 if a stub folder is not what the protos generate
 
 The stubs are generated code: never edit them by hand, change the .proto and rerun this.
 tests/server/test_protos.py runs the --check path, so a stale stub fails CI.
@@ -15,50 +15,81 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "protos"
-PACKAGE_DIR = Path("hub") / "v1"  # package hub.v1 -> hub/v1/, importable as hub.v1.*_pb2
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
-INIT_TEXT = '''"""Generated gRPC stubs for package hub.v1. Do not edit: run scripts/gen_protos.py."""
-'''
-README_TEXT = """# hub/v1: generated code
-
-Everything here is generated from `protos/hub/v1/*.proto` by `python scripts/gen_protos.py`.
-Do not edit these files by hand: change the protos and regenerate. `tests/server/test_protos.py`
-fails when they are out of date.
-"""
+DEFAULT_POOL = "_descriptor_pool.Default()"
+PRIVATE_POOL = "_descriptor_pool.DescriptorPool()"
 
 
-def proto_files() -> list[Path]:
-    return sorted((PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+class Package(NamedTuple):
+    """One proto package: its folder under protos/ and the Python package its stubs go to (inside hub/)."""
+
+    proto_dir: str  # under protos/
+    python_dir: str  # under the repository root; the generated imports read "from <python_dir as dots> import ..."
+    source: str  # what the folder's README says the protos are
+    private_pool: bool = False  # register the descriptors in a pool of their own instead of protobuf's default one
+
+    def init_text(self) -> str:
+        return f'"""Generated gRPC stubs for {self.source}. Do not edit: run scripts/gen_protos.py."""\n'
+
+    def readme_text(self) -> str:
+        return (f"# {self.python_dir}: generated code\n\nEverything here is generated from `protos/{self.proto_dir}/*.proto` "
+                "by `python scripts/gen_protos.py`.\nDo not edit these files by hand: change the protos and regenerate. "
+                "`tests/server/test_protos.py`\nfails when they are out of date.\n")
 
 
-def generate(out_root: Path) -> Path:
-    """Run protoc (grpc_tools) into ``out_root``; return the package folder it filled."""
+PACKAGES = (
+    Package("hub/v1", "hub/v1", "package hub.v1"),
+    # The Open Inference Protocol's package is "inference"; its stubs live inside hub so Ray Serve actors import them.
+    # Its descriptors go into a private pool: tritonclient and KServe's client register the same "inference.*" names
+    # in the default pool, and a process that holds both (a test, a notebook) must be able to import them.
+    Package("inference", "hub/inference", "package inference (the Open Inference Protocol)", private_pool=True),
+)
+
+
+def proto_files(package: Package) -> list[Path]:
+    return sorted((PROTO_ROOT / package.proto_dir).glob("*.proto"))
+
+
+def generate_package(package: Package, out_root: Path) -> Path:
+    """Run protoc (grpc_tools) for one package into ``out_root``; return the folder it filled."""
     from grpc_tools import protoc  # grpcio-tools: a development dependency only
 
     import grpc_tools
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
-    target = out_root / PACKAGE_DIR
+    target = out_root / package.python_dir
     target.mkdir(parents=True, exist_ok=True)
+    # protos/<proto_dir> is seen as <python_dir>, so generated imports read "from hub.inference import ...".
     args = [
         "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
+        f"-I{package.python_dir}={PROTO_ROOT / package.proto_dir}",
         f"-I{well_known}",
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
-        *(str(p.relative_to(PROTO_ROOT)) for p in proto_files()),
+        *(f"{package.python_dir}/{p.name}" for p in proto_files(package)),
     ]
-    # Paths relative to -I, so the generated imports read "from hub.v1 import ...".
     code = protoc.main(args)
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}; see its message above")
-    (target / "__init__.py").write_text(INIT_TEXT)
-    (target / "README.md").write_text(README_TEXT)
+    if package.private_pool:
+        for module in target.glob("*_pb2.py"):
+            text = module.read_text()
+            if DEFAULT_POOL not in text:
+                raise SystemExit(f"{module.name}: no {DEFAULT_POOL!r} to replace; has protoc's output changed?")
+            module.write_text(text.replace(DEFAULT_POOL, PRIVATE_POOL))
+    (target / "__init__.py").write_text(package.init_text())
+    (target / "README.md").write_text(package.readme_text())
     return target
+
+
+def generate(out_root: Path) -> list[tuple[Path, Path]]:
+    """Generate every package into ``out_root``; returns (generated folder, committed folder) pairs."""
+    return [(generate_package(p, out_root), ROOT / p.python_dir) for p in PACKAGES]
 
 
 def managed_files(directory: Path) -> set[str]:
@@ -82,30 +113,30 @@ def differences(generated: Path, committed: Path) -> list[str]:
         for name in sorted(wanted & have)
         if not filecmp.cmp(generated / name, committed / name, shallow=False)
     ]
-    return problems
+    return [f"{committed.relative_to(ROOT)}/: {p}" for p in problems]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with hub/v1/ instead of rewriting it")
+    parser.add_argument("--check", action="store_true", help="compare with the committed stubs instead of rewriting them")
     args = parser.parse_args(argv)
-    committed = ROOT / PACKAGE_DIR
     with tempfile.TemporaryDirectory() as tmp:
-        generated = generate(Path(tmp))
-        problems = differences(generated, committed)
+        pairs = generate(Path(tmp))
+        problems = [p for generated, committed in pairs for p in differences(generated, committed)]
         if args.check:
             if problems:
-                print("hub/v1 stubs do not match protos/: " + "; ".join(problems), file=sys.stderr)
+                print("stubs do not match protos/: " + "; ".join(problems), file=sys.stderr)
                 print("fix: python scripts/gen_protos.py", file=sys.stderr)
                 return 1
-            print("hub/v1 stubs are current")
+            print("stubs are current: " + ", ".join(p.python_dir for p in PACKAGES))
             return 0
-        committed.mkdir(parents=True, exist_ok=True)
-        for name in managed_files(committed) - managed_files(generated):
-            (committed / name).unlink()
-        for name in sorted(managed_files(generated)):
-            shutil.copyfile(generated / name, committed / name)
-    print(f"wrote {committed.relative_to(ROOT)}/ ({len(proto_files())} protos)")
+        for generated, committed in pairs:
+            committed.mkdir(parents=True, exist_ok=True)
+            for name in managed_files(committed) - managed_files(generated):
+                (committed / name).unlink()
+            for name in sorted(managed_files(generated)):
+                shutil.copyfile(generated / name, committed / name)
+            print(f"wrote {committed.relative_to(ROOT)}/")
     return 0
 
 

@@ -23,7 +23,8 @@ THIRD_PARTY = '''
 from dataclasses import dataclass
 import torch
 from hub import hookimpl
-from hub.model import GenerativeModel, ModelConfig, ModelFamily, NoiseSource, StepEvent, TrainResult, report_step
+from hub.model import (Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, StepEvent, TrainResult,
+                       report_step)
 
 
 @dataclass
@@ -36,6 +37,10 @@ class GaussModel(GenerativeModel):
         self.config = config
         self.mean = torch.zeros(config.sample_shape)
         self.std = torch.ones(config.sample_shape)
+
+    @property
+    def capabilities(self):
+        return Capabilities(output_kind="image", sample_shape=self.config.sample_shape)
 
     def train(self, dataset, options, progress=None):
         self.mean, self.std = dataset.data.mean(0), dataset.data.std(0)

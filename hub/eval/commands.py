@@ -39,6 +39,8 @@ def bundled_refs(hub: Any) -> list[str]:
 @click.option("--sampler", help="Sampler (diffusion models); default: the model's.")
 @click.option("--steps", type=click.IntRange(1), help="Sampling steps; default: the model's.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Independent sample sets (seeds SEED, SEED+1, ...): quality figures are their mean, with a 95% interval.")
 @click.option("--no-quality", is_flag=True, help="Skip the quality figures.")
 @click.option("--no-floor", is_flag=True, help="Skip the held-out real data floor.")
 @click.option("--no-speed", is_flag=True, help="Skip latency and images/s.")
@@ -47,13 +49,14 @@ def bundled_refs(hub: Any) -> list[str]:
               help="Seconds of timing per batch size (at least 3 calls after a warm-up).")
 @click.pass_obj
 def eval_command(obj: Any, refs: tuple[str, ...], pretrained: bool, num_samples: int | None, sampler: str | None,
-                 steps: int | None, seed: int, no_quality: bool, no_floor: bool, no_speed: bool, max_batch: int,
-                 speed_budget: float) -> None:
+                 steps: int | None, seed: int, repeats: int, no_quality: bool, no_floor: bool, no_speed: bool,
+                 max_batch: int, speed_budget: float) -> None:
     """Measure quality and speed of REFs and record the figures in the registry.
 
     Points (2D mixtures): modes covered, high-quality share, mode KL. Images: Fréchet distance, precision and
-    recall in a shipped classifier's features (and class agreement for conditional models). Plus the floor
-    (held-out real data) and p50/p99 latency and images/s at batch 1 and at --max-batch.
+    recall against held-out data, in a shipped classifier's features and in random features (and class
+    agreement for conditional models), and a memorisation check. Plus the floor (real data at the same N) and
+    p50/p99 latency and images/s at batch 1 and at --max-batch.
     """
     from hub.eval.evaluate import EvalOptions
 
@@ -61,8 +64,9 @@ def eval_command(obj: Any, refs: tuple[str, ...], pretrained: bool, num_samples:
     targets = list(dict.fromkeys([*refs, *(bundled_refs(hub) if pretrained else [])]))
     if not targets:
         raise click.UsageError("name at least one REF (name, name:version or name@alias), or give --pretrained")
-    options = EvalOptions(num_samples=num_samples, sampler=sampler, steps=steps, seed=seed, quality=not no_quality,
-                          floor=not no_floor, speed=not no_speed, max_batch=max_batch, speed_budget_s=speed_budget)
+    options = EvalOptions(num_samples=num_samples, sampler=sampler, steps=steps, seed=seed, repeats=repeats,
+                          quality=not no_quality, floor=not no_floor, speed=not no_speed, max_batch=max_batch,
+                          speed_budget_s=speed_budget)
     for ref in targets:
         with err.status(f"evaluating {ref}"):
             records = hub.evaluate(ref, options)

@@ -7,6 +7,8 @@ Definitions (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018), so figure
 - a mode is **covered** when at least ``min_count`` high-quality samples are nearest to it. PacGAN counts a
   mode as lost with fewer than 20 of 2,500 samples on the 25-grid: a fifth of the 100 expected per mode.
   The default here is that same rule for any N and K: ``ceil(0.2 * N / K)`` (20 for 2,500 on 25 modes);
+- a mode's **fair share** is N / K samples; ``min_mode_ratio`` is the least-visited mode's high-quality
+  count over it (real data: about 0.8 at N = 2,500 on the 25-grid, from sampling noise alone);
 - **mode KL** is KL(q || p) of the generated distribution over modes (each sample assigned to its
   nearest centre) from the true, uniform one (PacGAN's "reverse KL"): 0 for a perfect spread,
   log(K) for a single mode.
@@ -42,6 +44,8 @@ class MixtureScore:
     num_samples: int
     counts: list[int] = field(default_factory=list)  # high-quality samples per mode
     modes_with_any: int = 0  # modes with at least one high-quality sample (VEEGAN's looser count)
+    min_mode_ratio: float = 0.0  # the least-visited mode's high-quality samples over its fair share N / K
+    max_mode_ratio: float = 0.0  # the most-visited mode's, likewise (1 and 1 for a perfect spread)
 
     def details(self) -> dict[str, object]:
         return {
@@ -50,6 +54,8 @@ class MixtureScore:
             "high_quality_radius_stds": HIGH_QUALITY_STDS,
             "high_quality_per_mode": self.counts,
             "modes_with_any_high_quality": self.modes_with_any,
+            "min_mode_ratio": self.min_mode_ratio,
+            "max_mode_ratio": self.max_mode_ratio,
             "definition": "VEEGAN/PacGAN: high quality within 3 std of the nearest centre; "
                           "covered with >= min_count high-quality samples",
         }
@@ -101,6 +107,8 @@ def mixture_score(
         num_samples=n,
         counts=[int(c) for c in counts],
         modes_with_any=int((counts > 0).sum()),
+        min_mode_ratio=float(counts.min() * k / n),
+        max_mode_ratio=float(counts.max() * k / n),
     )
 
 

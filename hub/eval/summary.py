@@ -59,11 +59,22 @@ QUALITY_LABELS = {
     "modes_covered": "modes covered",
     "high_quality_share": "high-quality share",
     "mode_kl": "mode KL (nats)",
-    "fd": "Fréchet distance (classifier features)",
-    "precision": "precision (k=3)",
-    "recall": "recall (k=3)",
+    "fd": "Fréchet distance to held-out data (classifier features)",
+    "precision": "precision (k=3, classifier features)",
+    "recall": "recall (k=3, classifier features)",
+    "fd_random": "Fréchet distance to held-out data (random features)",
+    "precision_random": "precision (k=3, random features)",
+    "recall_random": "recall (k=3, random features)",
     "class_agreement": "class agreement",
+    "nn_ratio": "nearest-training distance / held-out's (memorisation: ~1 fine, near 0 copies)",
+    "copy_share": "share nearer a training image than 95% of held-out images are",
 }
+
+
+def _spread(record: MetricRecord | None) -> str:
+    """' ± 1.2' (half the 95% interval over the sample sets) when the figure has one."""
+    ci = record.details.get("ci95") if record is not None else None
+    return f" ± {_fmt((ci[1] - ci[0]) / 2)}" if ci and ci[1] > ci[0] else ""
 
 
 def _fmt(value: float | None) -> str:
@@ -83,16 +94,17 @@ def card_section(metrics: list[MetricRecord]) -> list[str]:
     if quality:
         first = newest.get(quality[0]) or newest[f"{quality[0]}_floor"]
         lines += [f"Measured by `genhub eval` on {first.num_samples} samples against `{first.data}`"
-                  f" ({first.sampler or 'default'} sampler, {first.steps or 'default'} steps); the floor is held-out "
-                  "real data measured the same way.", ""]
+                  f" ({first.sampler or 'default'} sampler, {first.steps or 'default'} steps), the mean of "
+                  f"{first.details.get('repeats', 1)} sample sets ± half the 95% interval; the floor is real data "
+                  "at the same N, measured the same way.", ""]
         digest = first.details.get("classifier_sha256")
         if digest:
             lines += [f"Image features: classifier `{first.details.get('classifier')}` sha256 `{digest}`.", ""]
-        lines += ["| figure | model | floor (real test data) |", "|---|---|---|"]
+        lines += ["| figure | model | floor (real data, same N) |", "|---|---|---|"]
         for name in quality:
             model, floor = newest.get(name), newest.get(f"{name}_floor")
-            lines.append(f"| {QUALITY_LABELS[name]} | {_fmt(model.value if model else None)} | "
-                         f"{_fmt(floor.value if floor else None)} |")
+            lines.append(f"| {QUALITY_LABELS[name]} | {_fmt(model.value if model else None)}{_spread(model)} | "
+                         f"{_fmt(floor.value if floor else None)}{_spread(floor)} |")
     if speed:
         b1, bmax = newest.get("latency_p50_ms_batch1"), newest.get("latency_p50_ms_batchmax")
 

@@ -10,7 +10,7 @@ from hub.registry.records import MetricRecord, VersionRecord
 if TYPE_CHECKING:
     from hub.core import Hub
 
-HEADER = ("| model | family | dataset | sampling | quality | floor (real test data) | images/s batch 1 | "
+HEADER = ("| model | family | dataset | sampling | quality | floor (real data, same N) | images/s batch 1 | "
           "images/s batch max | p50 / p99 ms batch 1 |")
 
 
@@ -77,9 +77,10 @@ def models_table(hub: Hub, refs: list[str]) -> str:
         hardware.update({m.hardware: None for m in metrics if m.hardware and m.name.startswith("latency_")})
     lines = rows + [
         "",
-        "Quality: Fréchet distance (FD, lower is better), precision (P) and recall (R) in the features of a classifier "
-        "trained on the same dataset (`hub/eval/weights/`); 2D mixtures: modes covered and share of high-quality "
-        "samples (within 3 std of a mode; a mode counts with at least a fifth of its expected samples). The floor is "
-        "held-out real data measured the same way. Speed measured on " + ("; ".join(hardware) or "-") + ".",
+        "Quality: Fréchet distance (FD, lower is better), precision (P) and recall (R) against the held-out test split, "
+        "in the features of a classifier trained on the same dataset (`hub/eval/weights/`), each the mean of 3 sample "
+        "sets; 2D mixtures: modes covered and share of high-quality samples (within 3 std of a mode; a mode counts with "
+        "at least a fifth of its expected samples). The floor is real data at the same N measured the same way (see "
+        "\"How quality is measured\"). Speed measured on " + ("; ".join(hardware) or "-") + ".",
     ]
     return "\n".join(lines)

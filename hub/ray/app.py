@@ -53,7 +53,10 @@ from hub.registry.db import require_shared_backend
 from hub.registry.paths import default_db_url
 from hub.server import convert
 from hub.server.batching import Job, merge
-from hub.server.services import HubThread, RegistryService, Resolver, observed, target
+from hub.inference import grpc_predict_v2_pb2 as oip
+from hub.server import inference_codec as codec
+from hub.server.inference_codec import Signature, signature
+from hub.server.services import HubThread, Observed, RegistryService, Resolver, observed, target
 from hub.server.status import status_for
 from hub.v1 import generation_pb2, types_pb2
 
@@ -121,6 +124,10 @@ class ModelServer:
         """The model of version ``ref`` (``name:version``); the artifact store verifies the weights' digest."""
         return (await self.hub_thread.run(self.hub.load, ref, self.device)).model
 
+    async def signature(self, version: Any) -> Signature:
+        """What the open protocol's ModelMetadata says of ``version`` (read from the loaded model)."""
+        return signature(await self.load_version(version.ref), version.family)
+
     # -- unary: @serve.batch ------------------------------------------------------------------
 
     async def generate(self, parsed: convert.ParsedRequest, version: Any,
@@ -128,6 +135,8 @@ class ModelServer:
         """A domain error comes back as a value (Ray would wrap a raised one)."""
         work = Work(parsed, version, deadline)
         try:
+            model = await self.load_version(version.ref)
+            convert.check_supported(model.capabilities, parsed.request)  # fails alone, before @serve.batch
             return await self.generate_batch(work)
         except errors.GenhubError as exc:
             return exc
@@ -251,6 +260,7 @@ class ModelServer:
         work = Work(parsed, version, deadline)
         try:
             model = await self.load_version(version.ref)
+            convert.check_supported(model.capabilities, parsed.request)
             job = work.job(convert.resolve_format(parsed.format, model.output_kind, parsed.model))
         except errors.GenhubError as exc:
             yield exc
@@ -288,7 +298,8 @@ def _unwrap(exc: BaseException, model: str | None = None) -> BaseException:
 
 
 class Ingress:
-    """hub.v1 RegistryService + GenerationService, method for method, for Serve's gRPC proxy."""
+    """hub.v1 RegistryService + GenerationService, and the open inference protocol's GRPCInferenceService, method
+    for method, for Serve's gRPC proxy."""
 
     def __init__(self, hub_args: HubArgs, models: dict[str, DeploymentHandle], alias_ttl_s: float = 1.0) -> None:
         self.hub = hub_args.open()
@@ -319,35 +330,50 @@ class Ingress:
     async def SetAlias(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._call(self.registry.SetAlias(request, grpc_context), grpc_context)
 
-    async def _route(self, message: generation_pb2.GenerateRequest, preview_every: int) -> tuple[Any, Any, DeploymentHandle]:
-        parsed, version = await target(self.hub_thread, self.resolver, convert.parse_generate(message, preview_every))
+    async def _route(self, parsed: convert.ParsedRequest) -> tuple[Any, Any, DeploymentHandle]:
+        parsed, version = await target(self.hub_thread, self.resolver, parsed)
+        return parsed, version, self._handle(version)
+
+    def _handle(self, version: Any) -> DeploymentHandle:
         handle = self.models.get(version.model)
         if handle is None:
             raise errors.NotFound(f"model {version.model} is in the registry but not deployed in this Serve application; "
                                   "add it with `genhub deploy render` and redeploy")
-        return parsed, version, handle.options(multiplexed_model_id=version.ref)
+        return handle.options(multiplexed_model_id=version.ref)
+
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                       seen: Observed | None = None) -> generation_pb2.GenerateResponse:
+        """Run one validated request on its model's replicas: the path of every unary wire format (hub.v1, the open
+        inference protocol). Raises domain errors (a full queue is ResourceExhausted). ``seen``: for the metrics."""
+        parsed, version, handle = await self._route(parsed)
+        if seen is not None:
+            seen.ref = version.ref
+        try:
+            result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
+        except BaseException as exc:
+            cause = _unwrap(exc, version.model)
+            if cause is exc:
+                raise
+            raise cause from exc
+        if isinstance(result, BaseException):
+            raise result
+        if seen is not None:
+            seen.queue_s = result.queue_seconds
+        return convert.annotate_response(result, parsed)
 
     async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
-        model = None
         try:
-            with observed(self.metrics, request.model, grpc_context, lambda exc: _unwrap(exc, model)) as seen:
-                deadline = _deadline(grpc_context)
-                parsed, version, handle = await self._route(request, 0)
-                model, seen.ref = version.model, version.ref
-                result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
-                if isinstance(result, BaseException):
-                    raise result
-                seen.queue_s = result.queue_seconds
-                return convert.annotate_response(result, parsed)
+            with observed(self.metrics, request.model, grpc_context, _unwrap) as seen:
+                return await self.generate(convert.parse_generate(request), _deadline(grpc_context), seen)
         except BaseException as exc:
-            _fail(exc, grpc_context, model)
+            _fail(exc, grpc_context)
 
     async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
         responses, model = None, None
         try:
             with observed(self.metrics, request.request.model, grpc_context, lambda exc: _unwrap(exc, model)) as seen:
                 deadline = _deadline(grpc_context)
-                parsed, version, handle = await self._route(request.request, request.preview_every)
+                parsed, version, handle = await self._route(convert.parse_generate(request.request, request.preview_every))
                 model, seen.ref = version.model, version.ref
                 responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
                 async for item in responses:
@@ -365,6 +391,49 @@ class Ingress:
             if responses is not None:  # the client went away: stop the replica's sampling too
                 responses.cancel()
 
+
+    # -- the open inference protocol (KServe V2): ModelInfer runs through ``generate``, like Generate -----------
+
+    async def ServerLive(self, request: oip.ServerLiveRequest, grpc_context: Any = None) -> oip.ServerLiveResponse:
+        return oip.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: oip.ServerReadyRequest, grpc_context: Any = None) -> oip.ServerReadyResponse:
+        return oip.ServerReadyResponse(ready=True)  # the proxy routes here only once the application is running
+
+    async def ServerMetadata(self, request: oip.ServerMetadataRequest, grpc_context: Any = None) -> oip.ServerMetadataResponse:
+        return codec.server_metadata()
+
+    async def ModelReady(self, request: oip.ModelReadyRequest, grpc_context: Any = None) -> oip.ModelReadyResponse:
+        return await self._call(self._model_ready(request), grpc_context)
+
+    async def _model_ready(self, request: oip.ModelReadyRequest) -> oip.ModelReadyResponse:
+        """Ready when the reference resolves to a version of a model this application deploys."""
+        ref = codec.model_ref(request.name, request.version, name_field="name", version_field="version")
+        try:
+            version = await self.resolver.resolve(ref)
+        except errors.NotFound:
+            return oip.ModelReadyResponse(ready=False)
+        return oip.ModelReadyResponse(ready=version.model in self.models)
+
+    async def ModelMetadata(self, request: oip.ModelMetadataRequest, grpc_context: Any = None) -> oip.ModelMetadataResponse:
+        return await self._call(self._model_metadata(request), grpc_context)
+
+    async def _model_metadata(self, request: oip.ModelMetadataRequest) -> oip.ModelMetadataResponse:
+        ref = codec.model_ref(request.name, request.version, name_field="name", version_field="version")
+        version = await self.resolver.resolve(ref)
+        sig = await self._handle(version).signature.remote(version)  # the replica has the model loaded
+        versions = await self.hub_thread.run(self.hub.registry.list_versions, version.model)
+        return codec.metadata_response(request.name, [v.version for v in versions], sig)
+
+    async def ModelInfer(self, request: oip.ModelInferRequest, grpc_context: Any = None) -> oip.ModelInferResponse:
+        try:
+            parsed, timeout = codec.parse_infer(request)
+            deadline = _deadline(grpc_context)
+            if timeout is not None:  # Triton's timeout parameter: the earlier of it and genhub-timeout-ms
+                deadline = min(deadline, time.time() + timeout) if deadline is not None else time.time() + timeout
+            return codec.infer_response(request, await self.generate(parsed, deadline))
+        except BaseException as exc:
+            _fail(exc, grpc_context)
 
 def _deadline(grpc_context: Any) -> float | None:
     """The call's deadline (time.time() seconds) from its ``genhub-timeout-ms`` metadata; None when not sent."""

@@ -146,6 +146,9 @@ def ranges(numbers: Iterable[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
+MAX_TOKEN_CHARS = 1024  # a model name (200 characters) encodes to about 300
+
+
 def encode_token(after: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
 
@@ -153,10 +156,12 @@ def encode_token(after: str) -> str:
 def decode_token(token: str) -> str | None:
     if not token:
         return None
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["after"]
-        if isinstance(after, str):
-            return after
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise InvalidArgument("page_token", f"{token!r} is not a token list_models returned; pass '' for the first page")
+    if len(token) <= MAX_TOKEN_CHARS:
+        try:
+            after = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["after"]
+            if isinstance(after, str):
+                return after
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):  # RecursionError: nested brackets
+            pass
+    shown = repr(token) if len(token) <= 60 else repr(token[:60]) + f"... ({len(token)} characters)"
+    raise InvalidArgument("page_token", f"{shown} is not a token list_models returned; pass '' for the first page")

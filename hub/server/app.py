@@ -17,15 +17,19 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from hub import auth
 from hub.core import Hub
+from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from hub.metrics import Metrics
 from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.batching import BatchOptions, ModelWorker
+from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
+from hub.server.inference_service import InferenceService
 from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
 from hub.server.health import Health
 from hub.server.status import DomainErrorInterceptor
@@ -39,9 +43,35 @@ DEFAULT_GRACE_S = 30.0
 SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+    INFERENCE_SERVICE_NAME,  # the Open Inference Protocol (KServe V2), for Triton and KServe clients
 )
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # sent: 64 samples of raw 3x256x256 float32 fit
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024  # received: real requests are under 40 kB
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """The proto files of every service this server answers, for server reflection.
+
+    hub.v1, health and reflection live in protobuf's default pool; the open protocol's stubs in a private one
+    (scripts/gen_protos.py: Triton's and KServe's clients register the same ``inference.*`` names in the
+    default pool, and both must load in one process). Reflection reads one pool, so this copies them into one.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+        added.add(file.name)
+
+    for module in (registry_pb2, generation_pb2, grpc_predict_v2_pb2, health_pb2, reflection_pb2):
+        add(module.DESCRIPTOR)
+    return pool
 
 
 @dataclass
@@ -52,6 +82,7 @@ class ServerHandle:
     port: int
     address: str
     generation: GenerationService
+    inference: InferenceService
     hub_thread: HubThread
     health: Any  # grpc_health aio HealthServicer
 
@@ -62,6 +93,7 @@ class ServerHandle:
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
         await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
+        self.inference.draining = True  # and the open protocol's ServerReady says not ready
         await self.server.stop(grace_s)
         await self.generation.close()
         self.generation.resolver.close()
@@ -122,10 +154,13 @@ async def start(
     generation = GenerationService(hub_thread, resolver, options, metrics)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
+    inference = InferenceService(generation)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_enabled:
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
+                                            pool=reflection_pool())
     try:
         port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
@@ -139,7 +174,7 @@ async def start(
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
-    return ServerHandle(server, port, f"{host}:{port}", generation, hub_thread, health_servicer)
+    return ServerHandle(server, port, f"{host}:{port}", generation, inference, hub_thread, health_servicer)
 
 
 async def serve(

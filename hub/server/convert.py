@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hub.capabilities import Capabilities
 from hub.errors import InvalidArgument
 from hub.images import png_bytes, to_uint8
 from hub.model import ParamValue, SampleRequest
@@ -38,6 +40,11 @@ PREVIEW_MAX_SIDE = 64  # previews are "low resolution": longest side at most thi
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_TASK_CHARS = 256  # task.dataset and task.condition
+MAX_REF_CHARS = 320  # a model reference: name (200) + ":" or "@" + version or alias (100)
+MAX_NAME_CHARS = 200  # model names (hub.registry.refs)
+MAX_ALIAS_CHARS = 100
+MAX_PAGE_TOKEN_CHARS = 1024  # tokens list_models returns are a few hundred characters
+SAMPLER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a short identifier: ddpm, ddim, ...
 
 # Invocation metadata with a Generate/StreamGenerate call's timeout in milliseconds (a positive number). Serve's
 # gRPC proxy does not pass a call's deadline on to the deployments, so clients send it explicitly (hub.client
@@ -85,7 +92,7 @@ def parse_timeout(metadata: Iterable[tuple[str, Any]]) -> float | None:
     except ValueError:
         timeout_ms = math.nan
     if not (math.isfinite(timeout_ms) and timeout_ms > 0):
-        raise InvalidArgument(TIMEOUT_METADATA, f"metadata must be a positive number of milliseconds, got {text!r}")
+        raise InvalidArgument(TIMEOUT_METADATA, f"metadata must be a positive number of milliseconds, got {clip(text)}")
     return timeout_ms / 1000
 
 
@@ -123,7 +130,11 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
     A task request comes back with ``task`` set and ``model`` empty: routing (``hub.server.services.target``)
     fills in the version and the settings its latency was measured with.
     """
+    check_length("model", message.model, MAX_REF_CHARS)
     task = parse_task(message)
+    if message.sampler and not SAMPLER_RE.fullmatch(message.sampler):
+        raise InvalidArgument("sampler", f"must be a sampler name of 1 to 64 letters, digits, '.', '_' or '-' (e.g. ddim), "
+                                         f"got {clip(message.sampler)}")
     num_samples = message.num_samples or 1
     if num_samples > MAX_NUM_SAMPLES:
         raise InvalidArgument("num_samples", f"must be between 1 and {MAX_NUM_SAMPLES}, got {num_samples}")
@@ -169,6 +180,33 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
     return ParsedRequest(message.model, seed, request, message.format, task)
 
 
+# SampleRequest fields -> the GenerateRequest fields a client set them through.
+WIRE_FIELDS = {"class_labels": "class_label", "prompts": "prompt", "seeds": "num_samples"}
+
+
+def check_supported(capabilities: Capabilities, request: SampleRequest) -> None:
+    """``Capabilities.check``, its errors naming the GenerateRequest field (``class_label``, not ``class_labels``)."""
+    try:
+        capabilities.check(request)
+    except InvalidArgument as exc:
+        wire = WIRE_FIELDS.get(exc.field)
+        if wire is None:
+            raise
+        raise InvalidArgument(wire, str(exc)[len(exc.field) + 2 :]) from None
+
+
+def check_length(field: str, value: str, limit: int) -> str:
+    """``value`` if it has at most ``limit`` characters; checked before anything else reads it."""
+    if len(value) > limit:
+        raise InvalidArgument(field, f"must be at most {limit} characters, got {len(value)}")
+    return value
+
+
+def clip(value: str, limit: int = 60) -> str:
+    """``repr(value)``, shortened for an error message."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
 def annotate_response(response: generation_pb2.GenerateResponse, parsed: ParsedRequest) -> generation_pb2.GenerateResponse:
     """Fill in the settings used and, for a routed request, why that version was chosen."""
     response.sampler = parsed.request.sampler or ""
@@ -201,7 +239,7 @@ def parse_params(params: Any) -> dict[str, ParamValue]:
     result: dict[str, ParamValue] = {}
     for key in sorted(params):
         if not key or len(key) > MAX_PARAM_KEY_CHARS:
-            raise InvalidArgument("params", f"keys must be 1 to {MAX_PARAM_KEY_CHARS} characters, got {key!r}")
+            raise InvalidArgument("params", f"keys must be 1 to {MAX_PARAM_KEY_CHARS} characters, got {clip(key)}")
         value = params[key]
         kind = value.WhichOneof("kind")
         if kind is None:

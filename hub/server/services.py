@@ -151,6 +151,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         if request.page_size > convert.MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {convert.MAX_PAGE_SIZE} (or 0 for {convert.DEFAULT_PAGE_SIZE}), got {request.page_size}")
         page_size = request.page_size or convert.DEFAULT_PAGE_SIZE
+        convert.check_length("page_token", request.page_token, convert.MAX_PAGE_TOKEN_CHARS)
         return await self.hub_thread.run(self._list_models, page_size, request.page_token)
 
     def _list_models(self, page_size: int, page_token: str) -> registry_pb2.ListModelsResponse:
@@ -161,6 +162,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def GetModel(self, request: registry_pb2.GetModelRequest, context: aio.ServicerContext) -> registry_pb2.GetModelResponse:
         if not request.name:
             raise InvalidArgument("name", "is required; give a model name such as ddpm-digits")
+        convert.check_length("name", request.name, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._get_model, request.name)
 
     def _get_model(self, name: str) -> registry_pb2.GetModelResponse:
@@ -181,6 +183,7 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
     async def ListVersions(self, request: registry_pb2.ListVersionsRequest, context: aio.ServicerContext) -> registry_pb2.ListVersionsResponse:
         if not request.model:
             raise InvalidArgument("model", "is required; give a model name such as ddpm-digits")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
         return await self.hub_thread.run(self._list_versions, request.model)
 
     def _list_versions(self, name: str) -> registry_pb2.ListVersionsResponse:
@@ -190,6 +193,8 @@ class RegistryService(registry_pb2_grpc.RegistryServiceServicer):
         for field in ("model", "alias", "version"):
             if not getattr(request, field):
                 raise InvalidArgument(field, "is required (SetAlias needs model, alias and version)")
+        convert.check_length("model", request.model, convert.MAX_NAME_CHARS)
+        convert.check_length("alias", request.alias, convert.MAX_ALIAS_CHARS)
         record = await self.hub_thread.run(self.hub.registry.set_alias, request.model, request.alias, request.version)
         self.resolver.invalidate()
         return registry_pb2.SetAliasResponse(version=await self.hub_thread.run(self._version_message, record))
@@ -212,20 +217,30 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
         with observed(self.metrics, request.model, context) as seen:
-            job, parsed = await self._submit(request, context, preview_every=0, stream=False)
+            return await self.generate(convert.parse_generate(request), call_deadline(context), seen)
+
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                       seen: Observed | None = None) -> generation_pb2.GenerateResponse:
+        """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
+        protocol) takes, so admission, batching, deadlines, cancellation and the generation log are the same.
+        ``seen``: where the request's metrics learn its version and queue time."""
+        job, parsed = await self._submit(parsed, deadline, stream=False)
+        if seen is not None:
             seen.ref = f"{job.version.model}:{job.version.version}"
-            try:
-                result = await job.future
-            finally:
-                job.abandon()
+        try:
+            result = await job.future
+        finally:
+            job.abandon()
+        if seen is not None:
             seen.queue_s = result.queue_s
-            return convert.annotate_response(_response(job, result), parsed)
+        return convert.annotate_response(_response(job, result), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
         with observed(self.metrics, request.request.model, context) as seen:
-            job, parsed = await self._submit(request.request, context, preview_every=request.preview_every, stream=True)
+            parsed = convert.parse_generate(request.request, request.preview_every)
+            job, parsed = await self._submit(parsed, call_deadline(context), stream=True)
             seen.ref = f"{job.version.model}:{job.version.version}"
             assert job.events is not None
             try:
@@ -237,14 +252,10 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             seen.queue_s = result.queue_s
             yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(_response(job, result), parsed))
 
-    async def _submit(
-        self, message: generation_pb2.GenerateRequest, context: aio.ServicerContext, *, preview_every: int, stream: bool
-    ) -> tuple[Job, convert.ParsedRequest]:
-        parsed = convert.parse_generate(message, preview_every)
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
+    async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *, stream: bool) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
         worker = await self._worker(version)
+        convert.check_supported(worker.model.capabilities, parsed.request)  # an unsupported field fails here, before any batch
         fmt = convert.resolve_format(parsed.format, worker.model.output_kind, parsed.model)
         job = Job(
             request=parsed.request,
@@ -257,6 +268,10 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         )
         worker.submit(job)
         return job, parsed
+
+    async def model(self, version: Any) -> Any:
+        """The loaded model of ``version`` (its worker's), loading it if no request has yet."""
+        return (await self._worker(version)).model
 
     async def _worker(self, version: Any) -> ModelWorker:
         """The worker of the weights ``version`` names; versions with the same weights share one."""
@@ -283,6 +298,12 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         for worker in self.workers.values():
             await worker.close()
         self.workers.clear()
+
+
+def call_deadline(context: aio.ServicerContext) -> float | None:
+    """The call's gRPC deadline as a time.monotonic() instant (None: the client set none)."""
+    remaining = context.time_remaining()
+    return time.monotonic() + remaining if remaining is not None else None
 
 
 @dataclass

@@ -39,14 +39,15 @@ _CLASSES: dict[grpc.StatusCode, type[errors.GenhubError]] = {code: cls for cls, 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for ``exc``.
 
-    Domain errors keep their message (it names the field and the fix); anything
-    else is a server bug: INTERNAL, with the type but not the details.
+    Domain errors keep their message (it names the field and the fix), without
+    server file paths and cut to ``errors.MAX_ERROR_CHARS``; anything else is a
+    server bug: INTERNAL, with the type but not the details.
     """
     for cls, code in _CODES.items():
         if isinstance(exc, cls):
-            return code, str(exc)
+            return code, errors.clean_message(str(exc))
     if isinstance(exc, errors.GenhubError):
-        return grpc.StatusCode.INTERNAL, str(exc)
+        return grpc.StatusCode.INTERNAL, errors.clean_message(str(exc))
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 

@@ -124,3 +124,60 @@ def test_class_agreement_reads_logits_or_labels() -> None:
     assert class_agreement(np.array([0, 1]), np.array([0, 0])) == 0.5
     with pytest.raises(InvalidArgument, match="one requested label per sample"):
         class_agreement(logits, torch.tensor([0, 1]))
+
+
+# -- memorisation, intervals, random features ------------------------------------------------------------------
+
+def test_copies_of_training_rows_are_flagged_and_fresh_draws_are_not() -> None:
+    from hub.eval.metrics import memorisation
+
+    train, heldout, fresh = _gaussian(500, 8, 0), _gaussian(200, 8, 1), _gaussian(200, 8, 2)
+    copies = train[:200] + 1e-3 * _gaussian(200, 8, 3)
+    copied = memorisation(copies, train, heldout)
+    assert copied.nn_ratio < 0.05 and copied.copy_share == 1.0
+    honest = memorisation(fresh, train, heldout)
+    assert 0.8 < honest.nn_ratio < 1.25 and honest.copy_share < 0.15  # about 1 and about the 5% quantile
+    far = memorisation(fresh + 10.0, train, heldout)  # broken samples: far from everything, copy nothing
+    assert far.nn_ratio > 3 and far.copy_share == 0.0
+    with pytest.raises(InvalidArgument, match="quantile"):
+        memorisation(fresh, train, heldout, quantile=1.5)
+
+
+def test_interval_of_repeated_figures() -> None:
+    from hub.eval.metrics import interval
+
+    spread = interval([1.0, 2.0, 3.0])
+    assert spread.mean == 2.0 and spread.std == pytest.approx(1.0)
+    assert spread.high - spread.mean == pytest.approx(4.303 / math.sqrt(3))  # t(0.975, 2 dof)
+    assert spread.details()["per_seed"] == [1.0, 2.0, 3.0]
+    single = interval([5.0])
+    assert (single.low, single.high, single.std) == (5.0, 5.0, 0.0)
+    with pytest.raises(InvalidArgument, match="values"):
+        interval([])
+
+
+def test_random_features_are_seeded_and_separate_distributions() -> None:
+    from hub.eval.features import FEATURE_DIM, RandomFeatures
+
+    images = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a, b = RandomFeatures(1), RandomFeatures(1)
+    assert a.digest == b.digest and torch.equal(a(images), b(images))  # a function of the seed alone
+    assert RandomFeatures(1, seed=1).digest != a.digest
+    assert a(images).shape == (64, FEATURE_DIM) and a(images[:, :, ::2, ::2]).shape == (64, FEATURE_DIM)
+    more = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    darker = (more - 0.8).clamp(-1, 1)
+    same, shifted = frechet_distance(a(images), a(more)), frechet_distance(a(images), a(darker))
+    assert shifted > 5 * same
+    with pytest.raises(InvalidArgument, match="images"):
+        a(torch.zeros(2, 3, 16, 16))
+
+
+def test_speed_is_timed_in_cpu_time_with_one_thread_so_other_tenants_do_not_count() -> None:
+    import time
+
+    from hub.eval.speed import time_calls
+
+    # a call that sleeps uses wall time but almost no CPU: the CPU clock sees (nearly) nothing of it
+    wall = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0)
+    cpu = time_calls(lambda: time.sleep(0.02), min_repeats=2, budget_s=0.0, warmup=0, clock=time.process_time)
+    assert min(wall) >= 0.02 and max(cpu) < 0.01

@@ -20,14 +20,15 @@ import torch
 from torch import nn
 
 from hub.datasets import Dataset
-from hub.errors import InvalidArgument, NotFound
 from hub.hookspecs import hookimpl
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
+    Param,
     SampleRequest,
     StepCallback,
     StepEvent,
@@ -37,7 +38,11 @@ from hub.model import (
     report_step,
 )
 
-PARAMS = {"step_sleep_s": (float, int), "noise_scale": (float, int), "sharpen": (bool,)}
+PARAMS = {
+    "step_sleep_s": Param(float, "seconds to sleep after each step", default=0.0, min=0.0),
+    "noise_scale": Param(float, "noise added each step", default=0.05),
+    "sharpen": Param(bool, "tanh(3x) at the end", default=False),
+}
 
 
 @dataclass
@@ -70,30 +75,23 @@ class TinyNet(nn.Module):
 class TinyModel(GenerativeModel):
     def __init__(self, config: TinyConfig) -> None:
         self.config = config
-        self.output_kind = config.kind  # type: ignore[misc]  # per instance: one family, two kinds
         self.net = TinyNet(config)
         self.steps_taken = 0
 
     def sample_shape(self) -> tuple[int, ...]:
         return (2,) if self.config.kind == "points" else (self.config.channels, self.config.size, self.config.size)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            output_kind=self.config.kind, sample_shape=self.sample_shape(), samplers=("euler",), default_sampler="euler",
+            max_steps=1000, default_steps=self.config.default_steps, eta=True, num_classes=self.config.num_classes,
+            truncation=True, params=PARAMS,
+        )
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
-        unknown = sorted(set(request.params) - set(PARAMS))
-        if unknown:
-            raise InvalidArgument("params", f"unknown parameter(s) {unknown} for family tiny; known: {sorted(PARAMS)}")
-        for key, value in request.params.items():
-            if not isinstance(value, PARAMS[key]):
-                raise InvalidArgument(f"params[{key}]", f"must be {PARAMS[key][0].__name__}, got {value!r}")
-        if request.sampler not in (None, "euler"):
-            raise NotFound(f"no sampler named {request.sampler!r} for family tiny; available: ['euler']")
-        labels = None
-        if request.class_labels is not None:
-            bad = [label for label in request.class_labels if not 0 <= label < self.config.num_classes]
-            if bad:
-                raise InvalidArgument("class_label", f"must be between 0 and {self.config.num_classes - 1}, got {bad[0]}")
-            labels = torch.tensor(request.class_labels, dtype=torch.int64)
-        if request.prompts is not None:
-            raise InvalidArgument("prompt", "family tiny is not text-conditional; use class_label")
+        self.capabilities.check(request)
+        labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.int64)
         steps = request.steps or self.config.default_steps
         sleep = float(request.params.get("step_sleep_s", 0.0))
         scale = float(request.params.get("noise_scale", 0.05))
@@ -139,9 +137,6 @@ class TinyModel(GenerativeModel):
 
     def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.net.load_state_dict(dict(tensors))
-
-    def describe(self) -> dict[str, object]:
-        return {"sample_shape": list(self.sample_shape()), "samplers": ["euler"], "default_steps": self.config.default_steps}
 
 
 class TinyFamily(ModelFamily):

@@ -1,4 +1,4 @@
-"""Helpers both families of this plugin share: GAN losses, R1, batching, EMA, weights by prefix, request checks."""
+"""Helpers both families of this plugin share: GAN losses, R1, batching, EMA, weights by prefix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import SampleRequest, TrainOptions, TrainProgress
+from hub.model import TrainOptions, TrainProgress
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -126,24 +126,3 @@ def load_modules_state_dict(modules: Mapping[str, nn.Module], tensors: Mapping[s
             module.load_state_dict(part)
         except RuntimeError as err:
             raise InvalidArgument("weights", f"{prefix} weights do not fit this config: {err}") from None
-
-
-def check_step_request(request: SampleRequest, family: str, steps: int) -> int:
-    """Check a request for a few-step model; return the number of steps to run."""
-    if request.num_samples < 1:
-        raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-    if request.sampler not in (None, family):
-        raise InvalidArgument("sampler", f"{family!r} models sample with their own trained steps, not a sampler; leave "
-                              f"sampler unset (got {request.sampler!r})")
-    if request.steps is not None and request.steps != steps:
-        raise InvalidArgument("steps", f"this {family!r} model was trained for exactly {steps} steps; leave steps unset "
-                              f"or give {steps} (got {request.steps})")
-    if request.eta != 0.0 or request.truncation is not None or request.guidance_scale is not None:
-        raise InvalidArgument("eta", f"{family!r} models take no eta, truncation or guidance_scale; leave them unset")
-    if request.class_labels is not None or request.prompts is not None:
-        raise InvalidArgument("class_labels", f"{family!r} models are unconditional; leave class_labels and prompts unset")
-    if request.params:
-        raise InvalidArgument("params", f"{family!r} models take no family parameters, got {sorted(request.params)}")
-    if request.preview_every < 0:
-        raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {request.preview_every}")
-    return steps

@@ -16,6 +16,7 @@ import torch
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -33,7 +34,6 @@ from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -66,6 +66,7 @@ class DDGANConfig(ModelConfig):
     channel_mults: tuple[int, ...] = (1, 2)  # images: one level per entry, halving H and W between levels
     width: int = 128  # points: MLP width
     num_layers: int = 3  # points: residual blocks in G, hidden layers in D
+    fourier_octaves: int = 0  # points: G and D also see sin/cos of the coordinates (hub.layers); 0: raw
     data_scale: float = 1.0  # the model works on data / data_scale
     r1_gamma: float = 0.05  # R1 weight on real x_{t-1}; 0 disables it
     r1_interval: int = 4  # lazy R1: every k-th discriminator step, weighted by k
@@ -92,6 +93,8 @@ class DDGANConfig(ModelConfig):
         for name in ("emb_dim", "base_channels", "width", "num_layers", "r1_interval"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.fourier_octaves <= 16:
+            raise InvalidArgument("fourier_octaves", f"must be between 0 and 16, got {self.fourier_octaves}")
         if self.z_dim < 0:
             raise InvalidArgument("z_dim", f"must be >= 0 (0: a deterministic generator), got {self.z_dim}")
         if not self.data_scale > 0 or self.r1_gamma < 0 or not self.d_lr_ratio > 0:
@@ -121,6 +124,7 @@ class DDGANModel(GenerativeModel):
             self.G, self.D = build_networks(
                 config.sample_shape, z_dim=config.z_dim, base_channels=config.base_channels,
                 channel_mults=config.channel_mults, width=config.width, num_layers=config.num_layers, emb_dim=config.emb_dim,
+                fourier_octaves=config.fourier_octaves,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0
@@ -184,10 +188,18 @@ class DDGANModel(GenerativeModel):
         return TrainResult(losses=log.losses, extra={"d_losses": log.curves["d"], "g_losses": log.curves["g"],
                                                      "r1_last": r1_last, "log_every": log.every, "train_steps": self.train_steps})
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("ddgan",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each sample's seed, then T generator steps (one StepEvent each); deterministic per seed."""
         cfg, proc = self.config, self.process
-        steps = check_step_request(request, "ddgan", cfg.num_steps)
+        self.capabilities.check(request)
+        steps = cfg.num_steps
         noise = NoiseSource(request.seeds, self.device)
         x = noise.randn(*cfg.sample_shape)  # [N, ...] x_T, the first draw of each seed
         with torch.no_grad():

@@ -25,6 +25,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -43,7 +44,6 @@ from genhub_ddgan.common import (
     LossLog,
     check_dataset,
     check_options,
-    check_step_request,
     d_loss_nonsaturating,
     ema_decay_at,
     ema_update,
@@ -82,6 +82,7 @@ class DistillConfig(ModelConfig):
     channel_mults: tuple[int, ...] = (1, 2)
     width: int = 128  # points: MLP width
     num_layers: int = 3  # points: residual blocks in the student, hidden layers in D
+    fourier_octaves: int = 0  # points: student and D also see sin/cos of the coordinates (hub.layers); 0: raw
     data_scale: float = 1.0  # the student works on data / data_scale
     regression_weight: float = 1.0  # weight of the mean squared error to the teacher's outputs
     adversarial_weight: float = 0.1  # weight of the non-saturating generator loss
@@ -138,6 +139,7 @@ class DistillModel(GenerativeModel):
             self.G, self.D = build_networks(
                 config.sample_shape, z_dim=0, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 width=config.width, num_layers=config.num_layers, emb_dim=config.emb_dim, conditional_d=False,
+                fourier_octaves=config.fourier_octaves,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0
@@ -251,9 +253,16 @@ class DistillModel(GenerativeModel):
 
     # ---- sampling and weights -------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unconditional, exactly ``num_steps`` trained steps; naming the family as the sampler is allowed."""
+        n = self.config.num_steps
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("distill",),
+                            min_steps=n, max_steps=n, default_steps=n)
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """x_T from each seed exactly as the teacher draws it, then num_steps student steps (one StepEvent each)."""
-        check_step_request(request, "distill", self.config.num_steps)
+        self.capabilities.check(request)
         x_T = NoiseSource(request.seeds, self.device).randn(*self.config.sample_shape)  # [N, ...]
         with torch.no_grad():
             x0 = self.run_student(self.G_ema, x_T, callback, request.preview_every)

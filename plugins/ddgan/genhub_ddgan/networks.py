@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hub.layers import encoded_width, fourier_encode
+
 
 def timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of step indices: [N] -> [N, dim]. Steps are few (1..T), so frequencies start at 1."""
@@ -151,10 +153,10 @@ class PointGenerator(nn.Module):
     added to every layer. Plain on purpose: a residual, layer-normalised MLP moved so fast that its discriminator
     never got ahead of it (both sat at chance while samples stayed poor)."""
 
-    def __init__(self, dim: int, width: int, num_layers: int, z_dim: int, emb_dim: int) -> None:
+    def __init__(self, dim: int, width: int, num_layers: int, z_dim: int, emb_dim: int, fourier_octaves: int = 0) -> None:
         super().__init__()
-        self.emb_dim, self.z_dim, self.dim = emb_dim, z_dim, dim
-        self.fc_in = nn.Linear(dim + z_dim, width)
+        self.emb_dim, self.z_dim, self.dim, self.octaves = emb_dim, z_dim, dim, fourier_octaves
+        self.fc_in = nn.Linear(encoded_width(dim, fourier_octaves) + z_dim, width)
         self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(num_layers))
         self.temb = nn.ModuleList(nn.Linear(emb_dim, width) for _ in range(num_layers + 1))
         self.fc_out = nn.Linear(width, dim)
@@ -165,6 +167,7 @@ class PointGenerator(nn.Module):
         if self.z_dim and (z is None or z.shape != (x.shape[0], self.z_dim)):
             raise ValueError(f"point generator expects z [N={x.shape[0]}, {self.z_dim}], got {None if z is None else tuple(z.shape)}")
         emb = timestep_features(t, self.emb_dim)
+        x = fourier_encode(x, self.octaves)
         h = F.leaky_relu(self.fc_in(torch.cat([x, z], dim=1) if self.z_dim else x) + self.temb[0](emb), 0.2)
         for layer, temb in zip(self.layers, self.temb[1:]):
             h = F.leaky_relu(layer(h) + temb(emb), 0.2)
@@ -174,11 +177,12 @@ class PointGenerator(nn.Module):
 class PointDiscriminator(nn.Module):
     """(x_{t-1} [N, D], x_t [N, D], t [N]) -> logits [N]: leaky-ReLU MLP, time embedding added to every layer."""
 
-    def __init__(self, dim: int, width: int, num_layers: int, emb_dim: int, conditional: bool = True) -> None:
+    def __init__(self, dim: int, width: int, num_layers: int, emb_dim: int, conditional: bool = True,
+                 fourier_octaves: int = 0) -> None:
         super().__init__()
         self.conditional = conditional
-        self.emb_dim = emb_dim
-        self.fc_in = nn.Linear(dim * (2 if conditional else 1), width)
+        self.emb_dim, self.octaves = emb_dim, fourier_octaves
+        self.fc_in = nn.Linear(encoded_width(dim * (2 if conditional else 1), fourier_octaves), width)
         self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(num_layers))
         self.temb = nn.ModuleList(nn.Linear(emb_dim, width) for _ in range(num_layers)) if conditional else None
         self.out = nn.Linear(width, 1)
@@ -187,10 +191,10 @@ class PointDiscriminator(nn.Module):
         emb = None
         if self.conditional:
             assert x_t is not None and t is not None, "a conditional discriminator needs x_t and t"
-            h = self.fc_in(torch.cat([x_prev, x_t], dim=1))
+            h = self.fc_in(fourier_encode(torch.cat([x_prev, x_t], dim=1), self.octaves))
             emb = timestep_features(t, self.emb_dim)
         else:
-            h = self.fc_in(x_prev)
+            h = self.fc_in(fourier_encode(x_prev, self.octaves))
         h = F.leaky_relu(h, 0.2)
         for i, layer in enumerate(self.layers):
             h = layer(h)
@@ -201,12 +205,13 @@ class PointDiscriminator(nn.Module):
 
 
 def build_networks(sample_shape: tuple[int, ...], *, z_dim: int, base_channels: int, channel_mults: tuple[int, ...],
-                   width: int, num_layers: int, emb_dim: int, conditional_d: bool = True) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for [C, H, W] images or [D] points."""
+                   width: int, num_layers: int, emb_dim: int, conditional_d: bool = True,
+                   fourier_octaves: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for [C, H, W] images or [D] points (``fourier_octaves``: points only)."""
     if len(sample_shape) == 1:
         dim = sample_shape[0]
-        return (PointGenerator(dim, width, num_layers, z_dim, emb_dim),
-                PointDiscriminator(dim, width, num_layers, emb_dim, conditional_d))
+        return (PointGenerator(dim, width, num_layers, z_dim, emb_dim, fourier_octaves),
+                PointDiscriminator(dim, width, num_layers, emb_dim, conditional_d, fourier_octaves))
     c, h = sample_shape[0], sample_shape[1]
     return (ImageGenerator(c, base_channels, channel_mults, z_dim, emb_dim),
             ImageDiscriminator(c, h, base_channels, channel_mults, emb_dim, conditional_d))

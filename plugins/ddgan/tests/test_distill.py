@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -12,12 +12,14 @@ from hub.builtin.datasets import load_grid25
 from hub.errors import Cancelled, InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
+    InferenceModel,
+    ModelConfig,
     NoiseSource,
     SampleRequest,
     StepEvent,
     TrainOptions,
-    TrainResult,
     per_sample_seeds,
 )
 from hub.sampling import SamplerRegistry
@@ -30,27 +32,20 @@ TINY = dict(sample_shape=(2,), teacher="stub:1", num_pairs=64, teacher_steps=3, 
 SEEDS = per_sample_seeds(5, 3)
 
 
-class StubTeacher(GenerativeModel):
+class StubTeacher(InferenceModel):
     """A 'diffusion model' whose sample is a fixed function of x_T, drawn first from each seed as genhub-ddpm does."""
 
-    output_kind = "points"
+    capabilities = Capabilities(output_kind="points", sample_shape=(2,), samplers=("ddim",), default_sampler="ddim",
+                                max_steps=1000, default_steps=25)
 
     def __init__(self) -> None:
+        super().__init__(ModelConfig())
         self.requests: list[SampleRequest] = []
 
     def sample(self, request: SampleRequest, callback=None) -> torch.Tensor:  # type: ignore[no-untyped-def]
         self.requests.append(request)
         x_T = NoiseSource(request.seeds).randn(2)
         return 2.0 * torch.round(x_T)  # snaps noise to a grid of modes, like a trained teacher would
-
-    def train(self, dataset, options, progress=None) -> TrainResult:  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        pass
 
 
 def context(teacher: StubTeacher, loads: list[str]) -> BuildContext:

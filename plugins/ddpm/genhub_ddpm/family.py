@@ -21,6 +21,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -53,6 +54,7 @@ class DDPMConfig(ModelConfig):
     base_channels: int = 32  # unet width of the first level; mlp hidden width
     channel_mults: tuple[int, ...] = (1, 2, 2)  # unet: width multiplier per level, one level per entry
     num_res_blocks: int = 1  # unet: residual blocks per level; mlp: residual blocks in all
+    fourier_octaves: int = 0  # mlp: also feed sin/cos of the coordinates at 2^0..2^(k-1) (sharp modes); 0: raw
     attention_resolutions: tuple[int, ...] = ()  # unet: extra attention at these H; the middle always has it
     dropout: float = 0.0
     num_timesteps: int = 1000
@@ -96,6 +98,8 @@ class DDPMConfig(ModelConfig):
         for name in ("base_channels", "num_res_blocks"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(name, f"must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.fourier_octaves <= 16:
+            raise InvalidArgument("fourier_octaves", f"must be between 0 and 16, got {self.fourier_octaves}")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise InvalidArgument("beta_schedule", f"{self.beta_schedule!r} is not one of {list(BETA_SCHEDULES)}")
         if self.prediction_type not in PREDICTION_TYPES:
@@ -116,7 +120,8 @@ class DDPMConfig(ModelConfig):
 def build_network(config: DDPMConfig) -> nn.Module:
     """The denoising network of ``config``: f(x_t, t, labels) -> prediction of ``prediction_type``."""
     if config.network == "mlp":
-        return MLPDenoiser(config.sample_shape[0], config.base_channels, config.num_res_blocks, config.num_classes)
+        return MLPDenoiser(config.sample_shape[0], config.base_channels, config.num_res_blocks, config.num_classes,
+                           config.fourier_octaves)
     c, h, _ = config.sample_shape
     return UNet(
         in_channels=c,
@@ -256,40 +261,19 @@ class DDPMModel(GenerativeModel):
 
     # ---- sampling -------------------------------------------------------------------------------
 
-    def _class_labels(self, request: SampleRequest) -> torch.Tensor | None:
-        k = self.config.num_classes
-        if request.class_labels is None:
-            return None
-        if k == 0:
-            raise InvalidArgument("class_labels", "this model is unconditional (num_classes=0); leave class_labels empty")
-        if len(request.class_labels) != request.num_samples:
-            raise InvalidArgument(
-                "class_labels", f"give one label per seed: {len(request.class_labels)} labels for {request.num_samples} seeds"
-            )
-        bad = [c for c in request.class_labels if not 0 <= c < k]
-        if bad:
-            raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}] (num_classes={k})")
-        return torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
-
-    def _check_request(self, request: SampleRequest) -> None:
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        if request.truncation is not None:
-            raise InvalidArgument("truncation", "DDPM models have no truncation (a GAN option); leave it unset")
-        if request.prompts is not None:
-            raise InvalidArgument("prompts", "DDPM models are not text-conditional; leave prompts empty (use class_labels)")
-        if request.params:
-            raise InvalidArgument("params", f"DDPM models take no family parameters, got {sorted(request.params)}")
-        if request.guidance_scale is not None:
-            if request.class_labels is None:
-                raise InvalidArgument("guidance_scale", "guidance needs class_labels (and a class-conditional model)")
-            if not request.guidance_scale >= 0:
-                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {request.guidance_scale}")
+    @property
+    def capabilities(self) -> Capabilities:
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=cfg.sample_shape, samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
+            num_classes=cfg.num_classes, guidance=cfg.num_classes > 0,
+        )
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, H, W] in [-1, 1] (or [N, D] points), sample i a function of seeds[i] and the request alone."""
-        self._check_request(request)
-        labels = self._class_labels(request)
+        self.capabilities.check(request)
+        labels = None if request.class_labels is None else torch.tensor(request.class_labels, dtype=torch.long, device=self.device)
         name = request.sampler or self.config.default_sampler
         sampler = self.context.samplers.get(name)  # NotFound names the samplers there are
         if request.steps is not None:

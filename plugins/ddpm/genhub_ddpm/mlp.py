@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hub.layers import encoded_width, fourier_encode
+
 from genhub_ddpm.embeddings import ConditionEmbedding
 
 
@@ -30,11 +32,13 @@ class _MLPBlock(nn.Module):
 class MLPDenoiser(nn.Module):
     """([N, D] points, [N] timesteps, [N] labels?) -> [N, D]."""
 
-    def __init__(self, dim: int = 2, hidden: int = 128, num_blocks: int = 3, num_classes: int = 0) -> None:
+    def __init__(self, dim: int = 2, hidden: int = 128, num_blocks: int = 3, num_classes: int = 0,
+                 fourier_octaves: int = 0) -> None:
         super().__init__()
         self.dim = dim
+        self.fourier_octaves = fourier_octaves
         self.embed = ConditionEmbedding(hidden, hidden, num_classes)
-        self.fc_in = nn.Linear(dim, hidden)
+        self.fc_in = nn.Linear(encoded_width(dim, fourier_octaves), hidden)
         self.blocks = nn.ModuleList(_MLPBlock(hidden, hidden) for _ in range(num_blocks))
         self.norm_out = nn.LayerNorm(hidden)
         self.fc_out = nn.Linear(hidden, dim)
@@ -43,7 +47,7 @@ class MLPDenoiser(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLPDenoiser expects points [N, {self.dim}], got shape {tuple(x.shape)}")
         emb = self.embed(t, class_labels)  # [N, hidden]
-        h = self.fc_in(x)
+        h = self.fc_in(fourier_encode(x, self.fourier_octaves))
         for block in self.blocks:
             h = block(h, emb)
         return self.fc_out(F.silu(self.norm_out(h)))

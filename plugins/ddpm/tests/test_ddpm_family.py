@@ -198,7 +198,7 @@ def test_unknown_sampler_is_not_found(trained_unet: DDPMModel) -> None:
 
 def test_unconditional_model_refuses_labels(context: BuildContext) -> None:
     model = build(tiny_unet_config(), context)
-    with pytest.raises(InvalidArgument, match="num_classes=0") as info:
+    with pytest.raises(InvalidArgument, match="not class-conditional") as info:
         model.sample(SampleRequest(seeds=[1], class_labels=[0]))
     assert info.value.field == "class_labels"
 

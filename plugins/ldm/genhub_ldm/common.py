@@ -56,8 +56,3 @@ def load_modules_state(modules: Mapping[str, nn.Module], tensors: Mapping[str, t
             module.load_state_dict(part)
         except RuntimeError as err:
             raise InvalidArgument("weights", f"{prefix} weights do not fit this config: {err}") from None
-
-
-def reject(field: str, value: object, why: str) -> None:
-    if value:
-        raise InvalidArgument(field, why)

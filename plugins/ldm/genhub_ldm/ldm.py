@@ -28,6 +28,7 @@ from torch import nn
 from hub.errors import FailedPrecondition, InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -42,7 +43,7 @@ from hub.model import (
 from hub.sampling import PREDICTION_TYPES
 
 from genhub_ddpm.schedule import BETA_SCHEDULES, make_process
-from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state, reject
+from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state
 from genhub_ldm.unet import LatentUNet
 from genhub_ldm.vae import VAEModel
 
@@ -236,43 +237,35 @@ class LDMModel(GenerativeModel):
 
     # ---- sampling ---------------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Any registered sampler; prompts, or class labels turned into class names; guidance."""
+        cfg = self.config
+        return Capabilities(
+            output_kind=self.output_kind, sample_shape=self._image_shape(), samplers=tuple(self.context.samplers.names()),
+            default_sampler=cfg.default_sampler, max_steps=cfg.num_timesteps, default_steps=cfg.default_steps, eta=True,
+            num_classes=len(cfg.class_names), prompts=True, guidance=True, default_guidance=cfg.default_guidance,
+        )
+
+    def _image_shape(self) -> tuple[int, ...]:
+        """[C, H, W] of the decoded images: the autoencoder's, once loaded (else unknown here: ())."""
+        return tuple(self._vae.config.sample_shape) if self._vae is not None else ()
+
     def prompts_for(self, request: SampleRequest) -> list[str] | None:
         """One text per sample (prompts, or class labels turned into class names), or None: unconditional."""
-        n = request.num_samples
-        if request.prompts is not None and request.class_labels is not None:
-            raise InvalidArgument("prompts", "give prompts or class_labels, not both")
         if request.prompts is not None:
-            if len(request.prompts) != n:
-                raise InvalidArgument("prompts", f"give one prompt per seed: {len(request.prompts)} prompts for {n} seeds")
             return list(request.prompts)
         if request.class_labels is not None:
-            k = len(self.config.class_names)
-            if k == 0:
-                raise InvalidArgument("class_labels", "this model has no class names; condition it with prompts")
-            if len(request.class_labels) != n:
-                raise InvalidArgument("class_labels", f"give one label per seed: {len(request.class_labels)} labels for {n} seeds")
-            bad = [c for c in request.class_labels if not 0 <= c < k]
-            if bad:
-                raise InvalidArgument("class_labels", f"labels {bad[:5]} are out of range; they must be in [0, {k - 1}]")
             return [self.config.class_names[c] for c in request.class_labels]
         return None
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         if self.ema is None:
             raise FailedPrecondition("this ldm has not been trained yet (no text encoder settings); train it first")
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        if request.truncation is not None:
-            raise InvalidArgument("truncation", "latent diffusion has no truncation (a GAN option); leave it unset")
-        reject("params", request.params, f"the ldm takes no family parameters, got {sorted(request.params)}")
+        self.capabilities.check(request)
         prompts = self.prompts_for(request)
         guidance = request.guidance_scale
-        if guidance is not None:
-            if prompts is None:
-                raise InvalidArgument("guidance_scale", "guidance needs a prompt or class label to guide toward")
-            if not 0.0 <= guidance:
-                raise InvalidArgument("guidance_scale", f"must be >= 0 (1: plain conditional), got {guidance}")
-        elif prompts is not None:
+        if guidance is None and prompts is not None:
             guidance = self.config.default_guidance
         name = request.sampler or self.config.default_sampler
         sampler = self.context.samplers.get(name)  # NotFound lists the registered samplers
@@ -357,6 +350,7 @@ class LDMModel(GenerativeModel):
             "family": LDMFamily.name,
             "output_kind": self.output_kind,
             "latent_shape": list(cfg.latent_shape),
+            "sample_shape": list(self._vae.config.sample_shape) if self._vae is not None else None,  # once loaded
             "autoencoder": cfg.autoencoder,
             "parameters": sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0,
             "text_encoder": cfg.text_encoder,

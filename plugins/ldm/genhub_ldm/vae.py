@@ -22,6 +22,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -36,7 +37,7 @@ from hub.model import (
 )
 
 from genhub_ddpm.unet import Downsample, Upsample, norm_groups
-from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state, reject
+from genhub_ldm.common import check_options, index_batches, load_modules_state, modules_state
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -242,19 +243,17 @@ class VAEModel(GenerativeModel):
 
     # ---- sampling ---------------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Decodes prior latents in one pass; unconditional, no options."""
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("vae",))
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """Decode latents drawn from the prior N(0, I): blurry by design, for inspecting the latent space.
 
         The ``ldm`` family is the generator; this exists so every registered version can sample.
         """
-        if request.num_samples < 1:
-            raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-        reject("prompts", request.prompts, "the vae is not conditional; leave prompts empty")
-        reject("class_labels", request.class_labels, "the vae is not conditional; leave class_labels empty")
-        reject("params", request.params, f"the vae takes no family parameters, got {sorted(request.params)}")
-        for name in ("guidance_scale", "truncation"):
-            if getattr(request, name) is not None:
-                raise InvalidArgument(name, "the vae has no such option; leave it unset")
+        self.capabilities.check(request)
         z = NoiseSource(request.seeds, self.device).randn(*self.config.latent_shape)
         out = self.decode(z)
         report_step(callback, StepEvent(1, 1, out if request.preview_every else None))

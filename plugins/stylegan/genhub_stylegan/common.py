@@ -1,4 +1,4 @@
-"""What both GAN families' models share: weights by prefix, request and dataset checks, the EMA update."""
+"""What both GAN families' models share: weights by prefix, dataset checks, the EMA update."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from hub.errors import InvalidArgument
-from hub.model import SampleRequest
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -60,28 +59,3 @@ def check_dataset(dataset: Dataset, sample_shape: tuple[int, ...], family: str) 
         )
     if len(dataset) < 2:
         raise InvalidArgument("dataset", f"{dataset.name!r} split {dataset.split!r} has {len(dataset)} items; a GAN needs at least 2")
-
-
-def check_one_step_request(request: SampleRequest, family: str, allowed_params: Mapping[str, str], *,
-                           truncation: bool) -> None:
-    """A GAN samples in one network pass: reject the diffusion-only fields, and unknown ``params``."""
-    if request.num_samples < 1:
-        raise InvalidArgument("seeds", "give at least one seed (one per sample)")
-    if request.sampler not in (None, family):
-        raise InvalidArgument("sampler", f"{family!r} models sample in one pass and have no samplers; leave sampler unset "
-                              f"(got {request.sampler!r})")
-    if request.steps not in (None, 1):
-        raise InvalidArgument("steps", f"{family!r} models sample in exactly one step; leave steps unset (got {request.steps})")
-    if request.eta != 0.0:
-        raise InvalidArgument("eta", f"eta is a DDIM option; {family!r} models take none (got {request.eta})")
-    if request.guidance_scale is not None or request.class_labels is not None or request.prompts is not None:
-        raise InvalidArgument("class_labels", f"{family!r} models are unconditional; leave class_labels, prompts and "
-                              "guidance_scale unset")
-    if request.truncation is not None and not truncation:
-        raise InvalidArgument("truncation", f"{family!r} models have no mapping network to truncate; leave truncation unset")
-    unknown = sorted(set(request.params) - set(allowed_params))
-    if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in allowed_params.items()) or "none"
-        raise InvalidArgument("params", f"unknown parameter(s) {unknown} for {family!r}; known: {known}")
-    if request.preview_every < 0:
-        raise InvalidArgument("preview_every", f"must be >= 0 (0: no previews), got {request.preview_every}")

@@ -15,6 +15,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
@@ -29,7 +30,7 @@ from hub.model import (
 )
 
 from genhub_stylegan.baseline import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
-from genhub_stylegan.common import check_dataset, check_one_step_request, load_modules_state_dict, modules_state_dict
+from genhub_stylegan.common import check_dataset, load_modules_state_dict, modules_state_dict
 from genhub_stylegan.training import AdversarialSetup, train_adversarial
 
 if TYPE_CHECKING:
@@ -117,9 +118,14 @@ class GANModel(GenerativeModel):
         result.extra["train_steps"] = self.train_steps
         return result
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """One pass, unconditional, no options."""
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("gan",))
+
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, R, R] in [-1, 1] or [N, D] points in one pass; sample i depends on seeds[i] only."""
-        check_one_step_request(request, "gan", {}, truncation=False)
+        self.capabilities.check(request)
         with torch.no_grad():
             out = self.G(NoiseSource(request.seeds, self.device).randn(self.config.z_dim))
         report_step(callback, StepEvent(1, 1, out if request.preview_every else None))

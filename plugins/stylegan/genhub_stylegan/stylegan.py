@@ -7,8 +7,7 @@ them together: the EMA generator, w-average truncation, style mixing and seeded 
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
@@ -16,11 +15,12 @@ import torch
 from hub.errors import InvalidArgument
 from hub.model import (
     BuildContext,
+    Capabilities,
     GenerativeModel,
     ModelConfig,
     ModelFamily,
     NoiseSource,
-    ParamValue,
+    Param,
     SampleRequest,
     StepCallback,
     StepEvent,
@@ -33,7 +33,6 @@ from hub.model import (
 from genhub_stylegan.augment import parse_policy
 from genhub_stylegan.common import (
     check_dataset,
-    check_one_step_request,
     ema_update,
     load_modules_state_dict,
     modules_state_dict,
@@ -46,15 +45,15 @@ if TYPE_CHECKING:
 
 INIT_SEED = 0  # a fresh build's weights are a function of the config alone
 
-# SampleRequest.params this family reads, with what they do (shown by describe() and in errors).
-SAMPLE_PARAMS: dict[str, str] = {
-    "mix_seed": "int; style mixing: layers >= mix_layer take their w from this seed's latent (the z that seed "
-                "would give as a sample), the same source for every sample",
-    "mix_layer": "int in [0, num_ws]; the first layer styled by mix_seed (default num_ws // 2: coarse from the "
-                 "sample's seed, fine from mix_seed)",
-    "noise_mode": f"one of {list(NOISE_MODES)}; per-layer noise inputs: the stored fixed maps (default), drawn "
-                  "from each sample's seed, or zero",
-    "truncation_cutoff": "int; truncation applies to layers below it only (default: every layer)",
+# SampleRequest.params this family reads, with what they do (mix_layer's upper bound, num_ws, comes from the model).
+SAMPLE_PARAMS: dict[str, Param] = {
+    "mix_seed": Param(int, "style mixing: layers >= mix_layer take their w from this seed's latent (the z that seed "
+                           "would give as a sample), the same source for every sample", min=0),
+    "mix_layer": Param(int, "the first layer styled by mix_seed (default num_ws // 2: coarse from the sample's seed, "
+                            "fine from mix_seed)", min=0),
+    "noise_mode": Param(str, "per-layer noise inputs: the stored fixed maps, drawn from each sample's seed, or zero",
+                        default="const", choices=tuple(NOISE_MODES)),
+    "truncation_cutoff": Param(int, "truncation applies to layers below it only (default: every layer)"),
 }
 
 
@@ -112,16 +111,6 @@ class StyleGANConfig(ModelConfig):
         return len(self.sample_shape) == 1
 
 
-def _int_param(params: Mapping[str, ParamValue], key: str) -> int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-                                       or (isinstance(value, str) and value.lstrip("-").isdigit())):
-        raise InvalidArgument(f"params.{key}", f"must be an integer, got {value!r}")
-    return int(value)
-
-
 class StyleGANModel(GenerativeModel):
     """Generator, discriminator (kept to resume training) and the generator's EMA, which samples."""
 
@@ -176,26 +165,26 @@ class StyleGANModel(GenerativeModel):
 
     # ---- sampling -------------------------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """One pass, unconditional; truncation and the parameters in ``SAMPLE_PARAMS``."""
+        params = {**SAMPLE_PARAMS, "mix_layer": replace(SAMPLE_PARAMS["mix_layer"], max=self.G.num_ws)}
+        return Capabilities(output_kind=self.output_kind, sample_shape=self.config.sample_shape, samplers=("stylegan",),
+                            truncation=True, default_truncation=self.config.default_truncation, params=params)
+
     def mapped_ws(self, request: SampleRequest, noise: NoiseSource) -> torch.Tensor:
         """ws [N, num_ws, w_dim] for a request: mapping, style mixing, then truncation towards w_avg."""
-        cfg, G = self.config, self.G_ema
-        params = request.params
+        cfg, G, caps = self.config, self.G_ema, self.capabilities
         ws = G.ws(noise.randn(cfg.z_dim))  # the first draw of each seed: its z
-        mix_seed, mix_layer = _int_param(params, "mix_seed"), _int_param(params, "mix_layer")
+        mix_seed, mix_layer = caps.param(request, "mix_seed"), caps.param(request, "mix_layer")
         if mix_layer is not None and mix_seed is None:
-            raise InvalidArgument("params.mix_layer", "style mixing needs params.mix_seed too (the seed of the second style)")
+            raise InvalidArgument("params[mix_layer]", "style mixing needs params[mix_seed] too (the seed of the second style)")
         if mix_seed is not None:
-            if mix_seed < 0:
-                raise InvalidArgument("params.mix_seed", f"must be >= 0, got {mix_seed}")
             mix_layer = G.num_ws // 2 if mix_layer is None else mix_layer
-            if not 0 <= mix_layer <= G.num_ws:
-                raise InvalidArgument("params.mix_layer", f"must be in [0, {G.num_ws}] (num_ws), got {mix_layer}")
             z_mix = NoiseSource([mix_seed], self.device).randn(cfg.z_dim).expand(len(noise), -1)  # [N, z_dim]
             ws = torch.cat([ws[:, :mix_layer], G.ws(z_mix)[:, mix_layer:]], dim=1)
         psi = cfg.default_truncation if request.truncation is None else float(request.truncation)
-        if not math.isfinite(psi):
-            raise InvalidArgument("truncation", f"psi must be a finite number (1: none, 0: the average image), got {psi}")
-        cutoff = _int_param(params, "truncation_cutoff")
+        cutoff = caps.param(request, "truncation_cutoff")
         cutoff = G.num_ws if cutoff is None else max(0, min(cutoff, G.num_ws))
         if psi != 1.0 and cutoff > 0:
             w_avg = G.mapping.w_avg[None, None]  # [1, 1, w_dim]
@@ -204,10 +193,8 @@ class StyleGANModel(GenerativeModel):
 
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, R, R] in [-1, 1] (or [N, D] points) in one pass; sample i depends on seeds[i] and the params only."""
-        check_one_step_request(request, "stylegan", SAMPLE_PARAMS, truncation=True)
-        mode = str(request.params.get("noise_mode", "const"))
-        if mode not in NOISE_MODES:
-            raise InvalidArgument("params.noise_mode", f"{mode!r} is not one of {list(NOISE_MODES)}")
+        self.capabilities.check(request)
+        mode = self.capabilities.param(request, "noise_mode")
         noise = NoiseSource(request.seeds, self.device)
         with torch.no_grad():
             ws = self.mapped_ws(request, noise)
@@ -251,7 +238,7 @@ class StyleGANModel(GenerativeModel):
             "w_dim": cfg.w_dim,
             "supports_truncation": True,
             "default_truncation": cfg.default_truncation,
-            "params": dict(SAMPLE_PARAMS),
+            "params": {k: p.describe() for k, p in SAMPLE_PARAMS.items()},
             "train_steps": self.train_steps,
         }
 

@@ -106,7 +106,7 @@ def test_style_mixing_switches_styles_at_the_chosen_layer() -> None:
     torch.testing.assert_close(none_mixed[0], plain[0], rtol=0, atol=1e-6)
     half = model.sample(SampleRequest(seeds=[own], params={"mix_seed": other}))
     assert not torch.allclose(half[0], plain[0]) and not torch.allclose(half[0], plain[1])
-    with pytest.raises(InvalidArgument, match="mix_layer.*must be in"):
+    with pytest.raises(InvalidArgument, match=r"mix_layer.*must be between 0 and \d+"):
         model.sample(SampleRequest(seeds=[own], params={"mix_seed": other, "mix_layer": 99}))
 
 
@@ -122,11 +122,11 @@ def test_sampling_reports_exactly_one_step_and_can_be_cancelled() -> None:
 
 def test_diffusion_only_request_fields_are_rejected_with_the_fix() -> None:
     model = stylegan()
-    with pytest.raises(InvalidArgument, match="exactly one step"):
+    with pytest.raises(InvalidArgument, match="exactly 1 step"):
         model.sample(SampleRequest(seeds=SEEDS, steps=50))
     with pytest.raises(InvalidArgument, match="no samplers"):
         model.sample(SampleRequest(seeds=SEEDS, sampler="ddim"))
-    with pytest.raises(InvalidArgument, match=r"unknown parameter\(s\) \['mix'\].*mix_seed"):
+    with pytest.raises(InvalidArgument, match=r"unknown parameter 'mix'.*mix_seed"):
         model.sample(SampleRequest(seeds=SEEDS, params={"mix": 1}))
     with pytest.raises(InvalidArgument, match="noise_mode"):
         model.sample(SampleRequest(seeds=SEEDS, params={"noise_mode": "loud"}))
@@ -156,7 +156,7 @@ def test_plain_gan_trains_samples_per_seed_and_has_no_truncation() -> None:
     assert not torch.equal(before["G.net.0.weight"], model.state_dict()["G.net.0.weight"])
     together = model.sample(SampleRequest(seeds=SEEDS))
     torch.testing.assert_close(model.sample(SampleRequest(seeds=SEEDS[2:]))[0], together[2], rtol=0, atol=1e-6)
-    with pytest.raises(InvalidArgument, match="no mapping network"):
+    with pytest.raises(InvalidArgument, match="has no truncation"):
         model.sample(SampleRequest(seeds=SEEDS, truncation=0.5))
 
 
