@@ -192,7 +192,7 @@ def _caller(channel: aio.Channel, ref: str, args: argparse.Namespace, protocol: 
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
 
         async def one(seed: int) -> int:
-            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=steps), timeout=300,
+            response = await stub.Generate(build_request(ref, seed=seed, sampler=args.sampler, steps=args.steps), timeout=300,
                                            metadata=auth.bearer_metadata(TOKENS[auth.GENERATE]))
             return response.batch_samples
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from hub.errors import InvalidArgument
+from hub.registry.convert import dumps
 from hub.registry.orm import utcnow
 from hub.registry.registry import GENERATIONS, Registry, generation_row
 
@@ -77,8 +78,9 @@ class GenerationLog:
     def submit(self, version_id: int | None, *, seed: int | None, params: dict[str, Any], num_samples: int,
                duration_s: float, status: str, error: str | None = None, artifact_digest: str | None = None) -> int:
         """Queue one record (checked now; InvalidArgument on bad values) and return the id it will have."""
-        row = generation_row(version_id, seed=seed, params=params, num_samples=num_samples, duration_s=duration_s,
+        row = generation_row(version_id, seed=seed, params={}, num_samples=num_samples, duration_s=duration_s,
                              status=status, error=error, artifact_digest=artifact_digest)
+        row["params"] = params  # encoded to JSON by the writer thread, off the caller's
         row["id"] = self._next_id()
         with self._progress:
             self._queue.append(row)
@@ -142,7 +144,14 @@ class GenerationLog:
 
     def _take(self) -> list[dict[str, Any]]:
         with self._progress:
-            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            rows = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        for row in rows:
+            if not isinstance(row["params"], str):
+                try:
+                    row["params"] = dumps("params", row["params"])
+                except InvalidArgument as exc:  # not JSON: keep the record, say what its parameters were
+                    row["params"] = dumps("params", {"unencodable": str(exc)})
+        return rows
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
         """One transaction; False (rows queued again) when the database cannot be reached."""

@@ -420,9 +420,11 @@ class Registry:
 
     def write_generations(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert generation rows (from ``generation_row``, ids reserved with ``reserve_ids``) in one transaction."""
-        if rows:
-            with self._session(write=True) as s:
-                s.execute(insert(Generation), list(rows))
+        if rows:  # Core executemany: the ORM's per-row bookkeeping costs several times the insert itself
+            with self._lock, self._engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    conn.execute(Generation.__table__.insert(), list(rows))
 
     def prune_generations(self, before: datetime) -> int:
         """Delete generation log rows created before ``before`` (naive UTC, or aware); return how many."""
