@@ -60,7 +60,8 @@ class GenerationLog:
         self.retention = retention
         self._queue: deque[dict[str, Any]] = deque()
         self._ids: deque[range] = deque()  # reserved, not yet used
-        self._next_block = min(16, id_block)  # blocks grow to id_block: a one-shot CLI call wastes few ids, a server few round trips
+        # Blocks grow to id_block: a one-shot CLI call wastes few ids, a busy server makes few round trips.
+        self._next_block = min(16, id_block)
         self._id_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
