@@ -99,13 +99,15 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         **{name: base.replace({"num_cpus": 0.02}, "tests") for name in bundled_models(tiny.hub)},
     }
     auth.create_initial_tokens(tiny.hub.registry, tiny.home)  # what `genhub serve --backend ray` does on a first start
-    # Clients of the session (Client(ray_app) with no home) send the admin token; restored at the end.
+    # Start-up sends the admin token; tests here get it from `session_token` below, never the rest of the session
+    # (a leaked GENHUB_TOKEN would be sent by every later CLI call and client, to servers that do not know it).
     previous_token = os.environ.get(auth.TOKEN_ENV)
     os.environ[auth.TOKEN_ENV] = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.ADMIN]
     before = descendants(os.getpid())
     try:
         runner.start(port, num_cpus=2)
         runner.run(app.build(app.HubArgs(tiny.db_url, str(tiny.home)), settings))
+        _restore_token(previous_token)
         yield f"127.0.0.1:{port}"
     finally:
         started = descendants(os.getpid()) - before
@@ -114,10 +116,23 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         while time.monotonic() < deadline and any(alive(p) for p in started):
             time.sleep(0.2)
         left = sorted(p for p in started if alive(p))
-        os.environ.pop(auth.TOKEN_ENV)
-        if previous_token is not None:
-            os.environ[auth.TOKEN_ENV] = previous_token
+        _restore_token(previous_token)
         assert not left, f"Ray processes outlived the test session: {left}"
+
+
+def _restore_token(previous: str | None) -> None:
+    os.environ.pop(auth.TOKEN_ENV, None)
+    if previous is not None:
+        os.environ[auth.TOKEN_ENV] = previous
+
+
+@pytest.fixture(autouse=True)
+def session_token(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients of the tests here (Client(ray_app) with no home) send the session app's admin token."""
+    if "ray_app" in request.fixturenames:
+        request.getfixturevalue("ray_app")
+        home = request.getfixturevalue("tiny").home
+        monkeypatch.setenv(auth.TOKEN_ENV, auth.read_tokens_file(auth.tokens_path(home))[auth.ADMIN])
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 import weakref
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -60,17 +61,22 @@ def test_ten_short_requests_sent_after_a_1000_step_one_finish_before_it(tiny: Ti
         torch.testing.assert_close(result.samples, alone, atol=ATOL, rtol=0)
 
 
-def test_loaded_models_are_an_lru_and_an_evicted_model_is_freed(tiny: TinyHub) -> None:
-    from tests.server.harness import IMAGE_MODEL, POINTS_MODEL
+def test_loaded_models_are_an_lru_and_an_evicted_model_is_freed(tmp_path: Path) -> None:
+    from tests.server.harness import IMAGE_MODEL, POINTS_MODEL, open_tiny_hub
 
-    with running_server(tiny, max_loaded_models=1) as server, server.client(timeout=60) as client:
-        client.generate(IMAGE_MODEL, seed=1, steps=2)
-        generation = server.handle.generation
-        version = tiny.hub.resolve(IMAGE_MODEL)
-        key = (version.artifact_digest, version.family)
-        first = weakref.ref(server.run(lambda: generation.models.get(key)))
-        client.generate(POINTS_MODEL, seed=1, steps=2)  # loading it evicts the idle image model
-        assert server.run(lambda: (key in generation.models, key in server.handle.engine.lanes)) == (False, False)
-        # nothing keeps it once the finished calls' frames are gone (the hub's cache, the lane and the LRU let go)
-        wait_for(lambda: gc.collect() >= 0 and first() is None, timeout=60, what="the evicted model to be freed")
-        assert client.generate(IMAGE_MODEL, seed=1, steps=2, format="tensor").samples.shape == (1, 1, 8, 8)  # loads again
+    # A hub of its own: the session's shared server would hold the same loaded model through the shared hub.
+    tiny = open_tiny_hub(tmp_path / "home", bundled=False)
+    try:
+        with running_server(tiny, max_loaded_models=1) as server, server.client(timeout=60) as client:
+            client.generate(IMAGE_MODEL, seed=1, steps=2)
+            generation = server.handle.generation
+            version = tiny.hub.resolve(IMAGE_MODEL)
+            key = (version.artifact_digest, version.family)
+            first = weakref.ref(server.run(lambda: generation.models.get(key)))
+            client.generate(POINTS_MODEL, seed=1, steps=2)  # loading it evicts the idle image model
+            assert server.run(lambda: (key in generation.models, key in server.handle.engine.lanes)) == (False, False)
+            # nothing keeps it once the finished calls' frames are gone (the hub's cache, the lane and the LRU let go)
+            wait_for(lambda: gc.collect() >= 0 and first() is None, timeout=60, what="the evicted model to be freed")
+            assert client.generate(IMAGE_MODEL, seed=1, steps=2, format="tensor").samples.shape == (1, 1, 8, 8)  # loads again
+    finally:
+        tiny.hub.close()
