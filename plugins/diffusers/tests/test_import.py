@@ -14,24 +14,12 @@ from PIL import Image
 from hub.errors import AlreadyExists, InvalidArgument
 from hub.model import SampleRequest
 from hub.server.app import BackgroundServer
+from hub.testing import run_cli as genhub  # `genhub ARGS` in this process: diffusers' import paid once
 
 from genhub_diffusers import import_pipeline
 from genhub_diffusers.pipeline import UnsupportedPipeline
 
 import diffusers
-
-
-def genhub(capfd: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, str, str]:
-    """`genhub ARGS` in this process (its start-up, diffusers' import included, paid once): (exit code, stdout, stderr)."""
-    from hub.cli import main
-
-    try:
-        main(["--home", str(home), *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_import_registers_weights_configs_and_source(hub: Any, save_pipeline: Any) -> None:
