@@ -87,7 +87,7 @@ def test_the_kuberay_manifest_embeds_a_valid_serve_config() -> None:
     assert SERVE_ENV.items() <= app["runtime_env"]["env_vars"].items()  # replicas: one event loop each
     for group in [service["spec"]["rayClusterConfig"]["headGroupSpec"], *service["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
         for container in group["template"]["spec"]["containers"]:  # every node's proxy routes on its own loop too
-            assert SERVE_ENV.items() <= {e["name"]: e["value"] for e in container.get("env", [])}.items()
+            assert SERVE_ENV.items() <= {e["name"]: e.get("value") for e in container.get("env", [])}.items()
     assert serve_config["grpc_options"]["grpc_servicer_functions"] == SERVICER_FUNCTIONS
     workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert any(c["resources"]["limits"].get("nvidia.com/gpu") for g in workers for c in g["template"]["spec"]["containers"])
