@@ -29,6 +29,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alive_nodes() -> int:
+    """Nodes of the Ray cluster this process joined that are alive (1 outside Ray: this machine)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | None = None,
           env: dict[str, str] | None = None, http_port: int | None = None, host: str = "127.0.0.1") -> None:
     """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy.

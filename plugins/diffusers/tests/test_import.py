@@ -14,6 +14,7 @@ from PIL import Image
 from hub.errors import AlreadyExists, InvalidArgument
 from hub.model import SampleRequest
 from hub.server.app import BackgroundServer
+from hub.testing import run_cli as genhub  # `genhub ARGS` in this process: diffusers' import paid once
 
 from genhub_diffusers import import_pipeline
 from genhub_diffusers.pipeline import UnsupportedPipeline
