@@ -100,6 +100,7 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
 
         with BackgroundServer(hub, "127.0.0.1:0", max_batch=max_batch, step_level=not request_level) as background:
             use_tokens(hub.home)
+            SERVER_PIDS[background.address] = os.getpid()  # the clients' CPU time counts too, in this mode
             yield background.address
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
@@ -110,6 +111,7 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
     try:
         address = _wait_for_address(process)
         use_tokens(home)
+        SERVER_PIDS[address] = process.pid
         yield address
     finally:
         process.terminate()
@@ -117,6 +119,13 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
 
 
 TOKENS: dict[str, str | None] = {auth.GENERATE: None}  # what this run's clients send
+SERVER_PIDS: dict[str, int] = {}  # address -> the serving process, whose CPU time (c) reads
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: less sensitive than wall time to other work on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def use_tokens(home: Any) -> None:
@@ -199,8 +208,9 @@ def _caller(channel: aio.Channel, ref: str, args: argparse.Namespace, protocol: 
 
 
 async def _throughput(address: str, ref: str, clients: int, args: argparse.Namespace, protocol: str,
-                      duration: float) -> tuple[list[int], float]:
-    """(samples per sampling call of each request done, seconds) with ``clients`` concurrent callers for ``duration``."""
+                      duration: float) -> tuple[list[int], float, float]:
+    """(samples per sampling call of each request done, seconds, the server's CPU seconds) with ``clients``
+    concurrent callers for ``duration``, after a warm-up."""
     async with aio.insecure_channel(address) as channel:
         one = _caller(channel, ref, args, protocol)
 
@@ -215,27 +225,30 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
                 done.append(await one(seed))
                 seed += 1
 
-        start = loop.time()
+        start, cpu_start = loop.time(), cpu_seconds(SERVER_PIDS[address])
         await asyncio.gather(*(caller(i) for i in range(clients)))
-        elapsed = loop.time() - start
-    return done, elapsed
+        elapsed, cpu = loop.time() - start, cpu_seconds(SERVER_PIDS[address]) - cpu_start
+    return done, elapsed, cpu
 
 
 def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
     """(images per second, mean samples per sampling call) through hub.v1."""
-    done, elapsed = asyncio.run(_throughput(address, ref, clients, args, "hub.v1", args.duration))
+    done, elapsed, _ = asyncio.run(_throughput(address, ref, clients, args, "hub.v1", args.duration))
     return len(done) / elapsed, statistics.mean(done)
 
 
-def paired_throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+def paired_throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
     """hub.v1 against the open protocol under the same load: alternating slices (ABBA...), ``args.duration`` seconds
-    in all for each, so a machine whose load drifts during the run weighs on both alike."""
-    totals: dict[str, tuple[list[int], float]] = {"hub.v1": ([], 0.0), "inference": ([], 0.0)}
+    in all for each, so a machine whose load drifts during the run weighs on both alike. Each protocol gets
+    (images/s, mean samples per sampling call, server CPU ms per image)."""
+    totals: dict[str, tuple[list[int], float, float]] = {"hub.v1": ([], 0.0, 0.0), "inference": ([], 0.0, 0.0)}
     for round_ in range(args.rounds):
         for protocol in (("hub.v1", "inference") if round_ % 2 == 0 else ("inference", "hub.v1")):
-            done, elapsed = asyncio.run(_throughput(address, ref, clients, args, protocol, args.duration / args.rounds))
-            totals[protocol] = (totals[protocol][0] + done, totals[protocol][1] + elapsed)
-    return {protocol: (len(done) / elapsed, statistics.mean(done)) for protocol, (done, elapsed) in totals.items()}
+            done, elapsed, cpu = asyncio.run(_throughput(address, ref, clients, args, protocol, args.duration / args.rounds))
+            done_all, elapsed_all, cpu_all = totals[protocol]
+            totals[protocol] = (done_all + done, elapsed_all + elapsed, cpu_all + cpu)
+    return {protocol: (len(done) / elapsed, statistics.mean(done), 1000 * cpu / len(done))
+            for protocol, (done, elapsed, cpu) in totals.items()}
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -284,11 +297,12 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
         cells = "".join(f"{results[f'tput {label} {n}'][0]:>15.1f} ({results[f'tput {label} {n}'][1]:4.1f})  " for label in ("off", "on"))
         lines.append(f"    {n:>7}   {cells}")
     lines += ["", f"(c) the same load through both APIs (batching on; {args.rounds} alternating slices of each): images/s "
-              "(mean samples per sampling call)",
-              "    clients          hub.v1 Generate    open protocol ModelInfer    ratio"]
+              "(mean samples per sampling call), and the server's CPU ms per image (user + system)",
+              "    clients          hub.v1 Generate    open protocol ModelInfer    ratio   CPU ms/image v1  open   ratio"]
     for n in clients:
-        (v1, v1_batch), (oip, oip_batch) = results[f"both {n}"]["hub.v1"], results[f"both {n}"]["inference"]
-        lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x")
+        (v1, v1_batch, v1_cpu), (oip, oip_batch, oip_cpu) = results[f"both {n}"]["hub.v1"], results[f"both {n}"]["inference"]
+        lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x"
+                     f"   {v1_cpu:13.1f} {oip_cpu:6.1f}  {v1_cpu / oip_cpu:5.2f}x")
     return "\n".join(lines)
 
 

@@ -6,16 +6,17 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hub import request_fields
 from hub.core import Hub
 from hub.errors import GenhubError, InvalidArgument
-from hub.model import SampleRequest, StepEvent, TrainOptions, TrainProgress
+from hub.model import StepEvent, TrainOptions, TrainProgress
 from hub.plugins import Contributions, PluginHost, load_plugins
 from hub.server.options import connection_options
 
@@ -229,29 +230,25 @@ def train(ctx: HubContext, family: str, dataset: str, model_name: str | None, st
 @cli.command()
 @click.argument("ref", required=False)
 @click.option("--task", help="Route instead of naming REF: the dataset the samples should look like (needs --budget-ms).")
-@click.option("--budget-ms", type=float, help="With --task: latency budget, p50 at batch 1 (see `genhub route`).")
 @click.option("--condition", help="With --task: a class index or class name the samples must belong to.")
-@click.option("-n", "--num-samples", type=int, help="Samples (default: 16 images, or 2000 points drawn over the true modes).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sampler", help="Sampler name (diffusion models), e.g. ddpm or ddim.")
-@click.option("--steps", type=int, help="Sampling steps (default: the model's).")
-@click.option("--eta", type=float, default=0.0, show_default=True)
-@click.option("--guidance", type=float, help="Classifier-free guidance scale.")
-@click.option("--truncation", type=float, help="GAN truncation psi.")
-@click.option("--label", type=int, help="Class label for every sample.")
-@click.option("--prompt", help="Text prompt for every sample.")
+@request_fields.cli_options()
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Family-specific parameter.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--server", help="HOST:PORT of a genhub server; without it, generate in this process.")
 @connection_options
 @pass_hub
-def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: float | None, condition: str | None,
-             num_samples: int | None, seed: int, sampler: str | None, steps: int | None,
-             eta: float, guidance: float | None, truncation: float | None, label: int | None, prompt: str | None,
-             params: tuple[str, ...], output: str, server: str | None, **connection: Any) -> None:
-    """Generate samples from REF (name, name:version or name@alias), or route by --task and --budget-ms; write a PNG grid."""
-    from hub.images import POINT_SAMPLES, save_samples
+def generate(ctx: HubContext, ref: str | None, task: str | None, condition: str | None, params: tuple[str, ...],
+             output: str, server: str | None, **options: Any) -> None:
+    """Generate samples from REF (name, name:version or name@alias), or route by --task and --budget-ms; write a PNG grid.
 
+    Every GenerateRequest field is an option (``hub.request_fields``); locally, the request is parsed and checked
+    by the server's own code (``hub.server.requests.parse_generate``).
+    """
+    from hub.images import POINT_SAMPLES, save_samples
+    from hub.server.requests import parse_generate
+
+    fields = {name: options.pop(name) for name in request_fields.FIELDS}  # the rest: connection options
+    num_samples, seed, budget_ms, label = (fields[k] for k in ("num_samples", "seed", "latency_budget_ms", "class_label"))
     if num_samples is not None and num_samples < 1:
         raise InvalidArgument("--num-samples", f"must be at least 1, got {num_samples}")
     if (ref is None) == (task is None):
@@ -266,22 +263,22 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
         wanted = condition if condition is not None else (str(label) if label is not None else None)
         route = ctx.hub.route_settings(task, budget_ms, wanted)  # type: ignore[arg-type]
         ref, reason = route.ref, f"; {route.describe()}"
-        sampler, steps = sampler or route.sampler, steps or route.steps
+        fields.update(sampler=fields["sampler"] or route.sampler, steps=fields["steps"] or route.steps, latency_budget_ms=None)
         if condition is not None:
             index = ctx.hub.class_index(task, condition)
             if label is not None and label != index:
                 raise InvalidArgument("--label", f"is {label} but --condition {condition!r} is class {index}; give one of them")
-            label = index
+            fields["class_label"] = index
     if not server:
         ctx.hub.load(ref)  # a bad reference or broken weights fail here, before any progress bar
     if server:  # the remote server knows the model: ask it for the dataset, never open a local registry
         from hub.server.commands import remote_dataset
 
-        dataset = task if ref is None else remote_dataset(server, ref, home=ctx.home, **connection)
+        dataset = task if ref is None else remote_dataset(server, ref, home=ctx.home, **options)
         mixture = ctx.plugins[1].mixture(dataset) if dataset else None
     else:
         mixture = _local_mixture(ctx.hub, ref, task)
-    num_samples = num_samples or (POINT_SAMPLES if mixture is not None else 16)
+    fields["num_samples"] = num_samples = num_samples or (POINT_SAMPLES if mixture is not None else 16)
     with _progress(transient=True) as bar:
         task_id = bar.add_task(f"generate {ref or task}", total=None, info="")
 
@@ -292,18 +289,14 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, budget_ms: floa
             from hub.server.commands import generate_remote
 
             samples, described = generate_remote(
-                server, ref, task=task, condition=condition, latency_budget_ms=budget_ms,
-                num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta,
-                guidance_scale=guidance, truncation=truncation, class_label=label, prompt=prompt, params=extra,
+                server, ref, task=task, condition=condition, params=extra,
                 progress=lambda step, total: bar.update(task_id, total=total, completed=step),
-                home=ctx.home, **connection,
+                home=ctx.home, **options, **fields,
             )
         else:
-            request = SampleRequest.from_seed(
-                seed, num_samples, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance,
-                truncation=truncation, class_labels=[label] * num_samples if label is not None else None,
-                prompts=[prompt] * num_samples if prompt is not None else None, params=extra,
-            )
+            from hub.client import build_request
+
+            request = parse_generate(build_request(ref, params=extra, **fields)).request
             result = ctx.hub.generate(ref, request, on_step, seed=seed)  # type: ignore[arg-type]
             samples, described = result.samples, f"{result.version.model}:{result.version.version}{reason}"
     path = save_samples(samples, output, mixture=mixture)
@@ -374,13 +367,14 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
 
 
 def demo_fields(tags: list[str]) -> dict[str, Any]:
-    """What the demo asks a bundled model for, from its ``demo.KEY=VALUE`` tags (e.g. ``demo.prompt=a red circle``)."""
-    types: dict[str, Callable[[str], Any]] = {"prompt": str, "class_label": int, "guidance_scale": float}
+    """What the demo asks a bundled model for, from its ``demo.FIELD=VALUE`` tags (e.g. ``demo.prompt=a red circle``):
+    any GenerateRequest field but the seed and the sample count, which the demo sets."""
     fields = {}
     for tag in tags:
         key, sep, value = tag.partition("=")
-        if sep and key.startswith("demo.") and key[5:] in types:
-            fields[key[5:]] = types[key[5:]](value)
+        name = key[5:]
+        if sep and key.startswith("demo.") and name in request_fields.FIELDS and name not in ("seed", "num_samples"):
+            fields[name] = request_fields.from_text(name, value)
     return fields
 
 

@@ -34,6 +34,7 @@ from hub import auth
 from hub.errors import InvalidArgument
 from hub.model import ParamValue
 from hub.codecs import param_message, tensor_from_message, timeout_metadata
+from hub.request_fields import set_fields
 from hub.server.auth import METHOD_SCOPES
 from hub.server.status import error_for
 from hub.tls import ClientTls
@@ -98,57 +99,28 @@ def build_request(
     *,
     task: str | None = None,
     condition: str | int | None = None,
-    latency_budget_ms: float | None = None,
-    num_samples: int = 1,
-    seed: int | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    eta: float = 0.0,
-    guidance_scale: float | None = None,
-    truncation: float | None = None,
-    class_label: int | None = None,
-    prompt: str | None = None,
     params: Mapping[str, ParamValue] | None = None,
     format: str | None = None,
+    **fields: Any,
 ) -> generation_pb2.GenerateRequest:
     """A GenerateRequest from keyword arguments (format: None, "png" or "tensor").
 
-    Name a ``model``, or route by ``task`` (a dataset name, optionally with a class ``condition``, by name or
-    index) within ``latency_budget_ms``; the server checks that exactly one is given.
+    ``fields`` are GenerateRequest's scalar fields by name (num_samples, seed, sampler, steps, eta, guidance_scale,
+    truncation, class_label, prompt, latency_budget_ms, and any the proto gains: ``hub.request_fields``); None
+    leaves one unset. Name a ``model``, or route by ``task`` (a dataset name, optionally with a class
+    ``condition``, by name or index) within ``latency_budget_ms``; the server checks that exactly one is given.
     """
     if condition is not None and task is None:
         raise InvalidArgument("condition", "applies only with task; use class_label with a named model")
-    if class_label is not None and prompt is not None:
-        raise InvalidArgument("conditioning", "give class_label or prompt, not both")
     if format not in FORMATS:
         raise InvalidArgument("format", f"must be one of {sorted(k for k in FORMATS if k)} or None, got {format!r}")
-    for name, value in (("num_samples", num_samples), ("steps", steps or 0), ("seed", seed or 0)):
-        if value < 0:
-            raise InvalidArgument(name, f"must be >= 0, got {value}")
     message = generation_pb2.GenerateRequest(
-        model=model or "",
-        num_samples=num_samples,
-        sampler=sampler or "",
-        steps=steps or 0,
-        eta=eta,
-        format=FORMATS[format],
-        params={k: param_message(v) for k, v in (params or {}).items()},
+        model=model or "", format=FORMATS[format], params={k: param_message(v) for k, v in (params or {}).items()},
     )
     if task is not None:
         message.task.dataset = task
         message.task.condition = "" if condition is None else str(condition)
-    if latency_budget_ms is not None:
-        message.latency_budget_ms = latency_budget_ms
-    if seed is not None:
-        message.seed = seed
-    if guidance_scale is not None:
-        message.guidance_scale = guidance_scale
-    if truncation is not None:
-        message.truncation = truncation
-    if class_label is not None:
-        message.class_label = class_label
-    if prompt is not None:
-        message.prompt = prompt
+    set_fields(message, fields)
     return message
 
 

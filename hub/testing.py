@@ -28,3 +28,17 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     monkeypatch.setenv("GENHUB_HOME", str(tmp_path / "home"))
     with Hub.open(home=tmp_path / "home") as opened:
         yield opened
+
+
+def run_cli(capfd: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, str, str]:
+    """`genhub --home HOME ARGS` through its entry point in this process (its start-up paid once): (exit code, stdout,
+    stderr)."""
+    from hub.cli import main
+
+    try:
+        main(["--home", str(home), *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capfd.readouterr()
+    return code, out, err

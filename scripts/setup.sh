@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything genhub needs in ./.venv (idempotent): the CPU build of torch first,
 # so that no dependency pulls a multi-GB CUDA build, then genhub and its bundled plugins.
-# Usage: scripts/setup.sh [--test]   (--test also installs test tools and the Node client deps)
+# Usage: scripts/setup.sh [--test]   (--test also installs test tools, the PostgreSQL driver and test server,
+# and the Node client deps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,12 +21,14 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 extras=".[ray]"
+plugin_extras=""
 if [ "${1:-}" = "--test" ]; then
-  extras=".[test,ray]"
+  extras=".[test,ray,postgres]"
+  plugin_extras="[test]"  # each plugin's own test needs (genhub-diffusers: transformers, for Stable Diffusion folders)
 fi
 plugins=()
 for plugin in plugins/*/; do
-  [ -f "$plugin/pyproject.toml" ] && plugins+=(-e "$plugin")
+  [ -f "$plugin/pyproject.toml" ] && plugins+=(-e "${plugin%/}$plugin_extras")
 done
 echo "setup: installing genhub and bundled plugins: ${plugins[*]}"
 "${PIP[@]}" install --quiet -e "$extras" "${plugins[@]}"

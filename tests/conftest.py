@@ -1,4 +1,4 @@
-"""Shared fixtures: a real hub on a real SQLite file in a temp dir."""
+"""Shared fixtures: a real hub on a real SQLite file in a temp dir; a real PostgreSQL server (tests.databases)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import pytest
 import torch
+
+from tests.databases import postgres_server  # noqa: F401  (a session fixture, started on first use)
 
 if TYPE_CHECKING:
     from hub.core import Hub

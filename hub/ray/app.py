@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import grpc
@@ -43,8 +44,11 @@ from ray.serve.handle import DeploymentHandle
 from hub import errors
 from hub.core import Hub
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
+from hub.ray.runner import alive_nodes
 from hub.ray.security import HealthMethods, authenticator_for, secure
 from hub.ray.settings import Overrides, ServeSettings, settings_for
+from hub.registry.db import require_shared_backend
+from hub.registry.paths import default_db_url
 from hub.server import convert
 from hub.engine import Engine, EngineOptions, Job, Latest
 from hub.engine.models import ModelCache, model_bytes
@@ -373,6 +377,8 @@ def build_app(args: dict[str, Any]) -> Any:
     calls need tokens from the registry, ``genhub token create``).
     """
     hub_args = HubArgs(args.get("db_url"), args.get("home"), args.get("artifacts_root"))
+    home = Path(hub_args.home) if hub_args.home else None
+    require_shared_backend(hub_args.db_url or default_db_url(home), alive_nodes())  # several nodes: not SQLite
     if args.get("settings") is not None:
         settings = {name: ServeSettings().replace(values, f"settings of {name}") for name, values in args["settings"].items()}
     else:

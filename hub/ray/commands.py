@@ -23,6 +23,7 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
     from hub import auth
     from hub.ray import app, runner
     from hub.ray.settings import Overrides, fit_to_cpus
+    from hub.registry.db import require_shared_backend
 
     settings = app.plan(hub, Overrides.load(overrides, assignments))
     if ray_address is None:  # a local instance cannot grow: make every model's first replica fit on this machine
@@ -36,6 +37,11 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
         click.echo(f"created an admin and a generate token; wrote them to {written} (mode 0600)", err=True)
     stop = threading.Event()
     runner.start(port, ray_address=ray_address, host=host.strip("[]"))
+    try:
+        require_shared_backend(hub.registry.url, runner.alive_nodes())  # one node (a local instance) keeps SQLite
+    except BaseException:
+        runner.stop(local=ray_address is None)
+        raise
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())
     try:

@@ -172,3 +172,12 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # NULL: never
+
+
+class IdBlock(Base):
+    """The next free id of a table whose ids processes reserve in blocks (``Registry.reserve_ids``)."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)  # the table, e.g. "generations"
+    next_id: Mapped[int] = mapped_column(BigInteger)

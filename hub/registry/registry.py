@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 import json
 import threading
+from datetime import datetime, timezone
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,10 +24,12 @@ from hub.artifacts import ArtifactStore, check_digest
 from hub.errors import AlreadyExists, InvalidArgument, NotFound
 from hub.registry import convert
 from hub.registry.db import WRITE, create_registry_engine, is_sqlite_memory, parse_url, upgrade
+from hub.registry.notify import ALIAS_CHANNEL, AliasWatcher
 from hub.registry.orm import (
     PLUGIN_STATUSES,
     Alias,
     Generation,
+    IdBlock,
     Metric,
     Model,
     ModelVersion,
@@ -46,12 +49,43 @@ from hub.registry.refs import LATEST, check_alias, check_model_name, check_versi
 from hub.registry.tokens import TokenStore
 
 
+GENERATIONS = "generations"  # the id block of the generation log
+
+
+def generation_row(
+    version_id: int | None,
+    *,
+    seed: int | None,
+    params: dict[str, Any],
+    num_samples: int,
+    duration_s: float,
+    status: str,
+    error: str | None = None,
+    artifact_digest: str | None = None,
+) -> dict[str, Any]:
+    """The checked columns of one generation log row (without its id); raises InvalidArgument on bad values."""
+    if not isinstance(status, str) or not status:
+        raise InvalidArgument("status", f"{status!r} is empty; use e.g. 'ok', 'error' or 'cancelled'")
+    return {
+        "version_id": version_id,
+        "artifact_digest": check_digest(artifact_digest) if artifact_digest is not None else None,
+        "seed": seed,
+        "params": convert.dumps("params", params),
+        "num_samples": num_samples,
+        "duration_s": float(duration_s),
+        "status": status,
+        "error": error,
+        "created_at": utcnow(),
+    }
+
+
 class Registry:
     """The model registry stored at a SQLAlchemy ``url`` (migrated on open)."""
 
     def __init__(self, url: str) -> None:
         parsed = parse_url(url)
         self.url = parsed.render_as_string()  # password hidden
+        self._parsed_url = parsed
         self._engine = create_registry_engine(parsed)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         # An in-memory SQLite DB is one shared connection: transactions must take turns.
@@ -64,6 +98,14 @@ class Registry:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def watch_aliases(self, on_change: Callable[[str | None], None]) -> AliasWatcher | None:
+        """Call ``on_change(model)`` whenever another process moves an alias (None: maybe any model moved).
+
+        PostgreSQL pushes alias moves (LISTEN/NOTIFY); SQLite cannot, and returns None: poll instead.
+        Close the watcher when done.
+        """
+        return None if self._sqlite else AliasWatcher(self._parsed_url, on_change)
 
     @property
     def tokens(self) -> TokenStore:
@@ -102,15 +144,21 @@ class Registry:
                 raise InvalidArgument(
                     "plugins", f"bad row {(name, version)!r}; expected (name, version, status, error)"
                 )
-        with self._session(write=True) as s:
-            existing = {p.name: p for p in s.scalars(select(Plugin))}
-            for name, version, status, error in rows:
-                row = existing.get(name)
-                if row is None:
-                    existing[name] = row = Plugin(name=name, version=version, status=status, error=error)
-                    s.add(row)
-                elif (row.version, row.status, row.error) != (version, status, error):
-                    row.version, row.status, row.error, row.updated_at = version, status, error, utcnow()
+        for attempt in range(3):
+            try:
+                with self._session(write=True) as s:
+                    existing = {p.name: p for p in s.scalars(select(Plugin))}
+                    for name, version, status, error in rows:
+                        row = existing.get(name)
+                        if row is None:
+                            existing[name] = row = Plugin(name=name, version=version, status=status, error=error)
+                            s.add(row)
+                        elif (row.version, row.status, row.error) != (version, status, error):
+                            row.version, row.status, row.error, row.updated_at = version, status, error, utcnow()
+                break
+            except IntegrityError:  # another process inserted the same plugin first (non-SQLite backends)
+                if attempt == 2:
+                    raise
         return self.list_plugins()
 
     def list_plugins(self) -> list[PluginRecord]:
@@ -212,7 +260,7 @@ class Registry:
             if run is not None:
                 s.add(TrainingRun(version_id=version.id, **run))
             s.add_all(Metric(version_id=version.id, **m) for m in metric_rows)
-            self._point_alias(s, model.id, LATEST, version.id)
+            self._point_alias(s, model, LATEST, version.id)
             s.flush()
             return self._version_records(s, [version])[0]
 
@@ -264,13 +312,13 @@ class Registry:
         check_alias(alias)
         check_version(version)
         with self._session(write=True) as s:
-            model = self._model(s, model_name)
+            model = self._model(s, model_name, for_update=True)
             row = s.scalar(
                 select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == version)
             )
             if row is None:
                 raise NotFound(f"model {model.name!r} has no version {version}; {self._available(s, model)}")
-            self._point_alias(s, model.id, alias, row.id)
+            self._point_alias(s, model, alias, row.id)
             s.flush()
             return self._version_records(s, [row])[0]
 
@@ -281,11 +329,12 @@ class Registry:
                 "alias", f"{LATEST!r} is managed by the registry and cannot be deleted; move it with set_alias"
             )
         with self._session(write=True) as s:
-            model = self._model(s, model_name)
+            model = self._model(s, model_name, for_update=True)
             row = s.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))
             if row is None:
                 raise NotFound(f"model {model.name!r} has no alias {alias!r}; {self._available(s, model)}")
             s.delete(row)
+            self._notify_aliases(s, model.name)
 
     # --- training runs and metrics ---------------------------------------------
 
@@ -345,38 +394,52 @@ class Registry:
         error: str | None = None,
         artifact_digest: str | None = None,
     ) -> int:
-        """Log one generation request (served or failed); return its id.
+        """Log one generation request (served or failed) now, in a transaction of its own; return its id.
 
         ``version_id`` is None for a request that failed before resolving a version;
-        ``artifact_digest`` defaults to that version's weights.
+        ``artifact_digest`` defaults to that version's weights. Servers log through
+        ``hub.registry.genlog.GenerationLog`` instead (batched, off the request's path).
         """
-        if not isinstance(status, str) or not status:
-            raise InvalidArgument("status", f"{status!r} is empty; use e.g. 'ok', 'error' or 'cancelled'")
-        row = Generation(
-            version_id=version_id,
-            artifact_digest=check_digest(artifact_digest) if artifact_digest is not None else None,
-            seed=seed,
-            params=convert.dumps("params", params),
-            num_samples=num_samples,
-            duration_s=float(duration_s),
-            status=status,
-            error=error,
-        )
+        row = generation_row(version_id, seed=seed, params=params, num_samples=num_samples, duration_s=duration_s,
+                             status=status, error=error, artifact_digest=artifact_digest)
         with self._session(write=True) as s:
             if version_id is not None:
                 version = self._version_by_id(s, version_id)
-                if row.artifact_digest is None:  # by default, the weights that served it
-                    row.artifact_digest = version.artifact_digest
-            s.add(row)
-            s.flush()
-            return row.id
+                if row["artifact_digest"] is None:  # by default, the weights that served it
+                    row["artifact_digest"] = version.artifact_digest
+            row["id"] = self._reserve(s, GENERATIONS, 1).start
+            s.execute(insert(Generation), [row])
+            return row["id"]
+
+    def reserve_ids(self, table: str, count: int) -> range:
+        """``count`` ids of ``table`` that no other process will use (``id_blocks``): one short transaction."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidArgument("count", f"{count!r} is not a positive number of ids")
+        with self._session(write=True) as s:
+            return self._reserve(s, table, count)
+
+    def write_generations(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert generation rows (from ``generation_row``, ids reserved with ``reserve_ids``) in one transaction."""
+        if rows:  # Core executemany: the ORM's per-row bookkeeping costs several times the insert itself
+            with self._lock, self._engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    conn.execute(Generation.__table__.insert(), list(rows))
+
+    def prune_generations(self, before: datetime) -> int:
+        """Delete generation log rows created before ``before`` (naive UTC, or aware); return how many."""
+        cutoff = before.astimezone(timezone.utc).replace(tzinfo=None) if before.tzinfo else before
+        with self._session(write=True) as s:
+            result = s.execute(delete(Generation).where(Generation.created_at < cutoff))
+            return int(result.rowcount or 0)
 
     def generations(self, limit: int = 100, *, model: str | None = None) -> list[GenerationRecord]:
         """The newest ``limit`` generations, newest first; only ``model``'s when given."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise InvalidArgument("limit", f"{limit!r} is out of range; use 1 to 10000")
         with self._session() as s:
-            query = select(Generation).order_by(Generation.id.desc()).limit(limit)
+            # Newest first by time: ids come in per-process blocks, so across processes they are not in time order.
+            query = select(Generation).order_by(Generation.created_at.desc(), Generation.id.desc()).limit(limit)
             if model is not None:
                 owned = select(ModelVersion.id).where(ModelVersion.model_id == self._model(s, model).id)
                 query = query.where(Generation.version_id.in_(owned))
@@ -483,12 +546,28 @@ class Registry:
         alias_text = ", ".join(f"{a} -> {v}" for a, v in aliases) or "none"
         return f"available versions: {convert.ranges(numbers)}; aliases: {alias_text}"
 
-    def _point_alias(self, s: Session, model_id: int, name: str, version_id: int) -> None:
-        row = s.scalar(select(Alias).where(Alias.model_id == model_id, Alias.name == name))
+    def _reserve(self, s: Session, table: str, count: int) -> range:
+        row = s.get(IdBlock, table, with_for_update=True)
         if row is None:
-            s.add(Alias(model_id=model_id, name=name, version_id=version_id))
+            raise InvalidArgument("table", f"{table!r} has no id block; ids are reserved for: {GENERATIONS}")
+        start = row.next_id
+        row.next_id = start + count
+        s.flush()
+        return range(start, start + count)
+
+    def _point_alias(self, s: Session, model: Model, name: str, version_id: int) -> None:
+        """Create or move an alias; the caller holds ``model``'s row lock (two movers cannot both insert)."""
+        row = s.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == name))
+        if row is None:
+            s.add(Alias(model_id=model.id, name=name, version_id=version_id))
         else:
             row.version_id = version_id
+        self._notify_aliases(s, model.name)
+
+    def _notify_aliases(self, s: Session, model_name: str) -> None:
+        """PostgreSQL: tell listening servers (``watch_aliases``) at commit that ``model_name``'s aliases moved."""
+        if not self._sqlite:
+            s.execute(text("SELECT pg_notify(:channel, :model)"), {"channel": ALIAS_CHANNEL, "model": model_name})
 
     def _refs(self, s: Session, version_ids: Iterable[int]) -> dict[int, str]:
         ids = set(version_ids)

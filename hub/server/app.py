@@ -97,6 +97,7 @@ class ServerHandle:
         self.inference.draining = True  # and the open protocol's ServerReady says not ready
         await self.server.stop(grace_s)
         await self.generation.close()
+        self.generation.resolver.close()
         self.hub_thread.close()
 
 

@@ -6,13 +6,12 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import click
 import torch
 
 from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
-from hub.model import ParamValue
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, without importing grpc.aio here
 
@@ -132,19 +131,6 @@ def generate_remote(
     server: str,
     ref: str | None,
     *,
-    task: str | None = None,
-    condition: str | None = None,
-    latency_budget_ms: float | None = None,
-    num_samples: int = 1,
-    seed: int | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    eta: float = 0.0,
-    guidance_scale: float | None = None,
-    truncation: float | None = None,
-    class_label: int | None = None,
-    prompt: str | None = None,
-    params: Mapping[str, ParamValue] | None = None,
     progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
     token: str | None = None,
@@ -152,9 +138,11 @@ def generate_remote(
     tls_ca: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    **fields: Any,
 ) -> tuple[torch.Tensor, str]:
     """Generate on a genhub server, streaming progress; returns (samples, "name:version (digest) at server").
 
+    ``fields`` are ``hub.client.build_request``'s (task, condition, params and the GenerateRequest fields).
     With ``task`` (and ``latency_budget_ms``) instead of ``ref`` the server routes; the description then
     ends with its reason. Without ``token``, the client reads ``tokens.json`` in ``home``; with any ``tls_*``
     it connects with TLS.
@@ -165,10 +153,7 @@ def generate_remote(
     tls = ClientTls(tls_ca, tls_cert, tls_key) if tls_ca or tls_cert or tls_key else None
     with Client(server, timeout=timeout, token=token, home=home, tls=tls) as client:
         result: RemoteGeneration | None = None
-        for event in client.stream_generate(
-            ref, task=task, condition=condition, latency_budget_ms=latency_budget_ms, num_samples=num_samples, seed=seed, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
-            truncation=truncation, class_label=class_label, prompt=prompt, params=params, format="tensor",
-        ):
+        for event in client.stream_generate(ref, **fields, format="tensor"):
             if isinstance(event, StepProgress):
                 if progress is not None:
                     progress(event.step, event.total)

@@ -55,7 +55,8 @@ class Resolver:
 
     ``name:3`` never changes meaning, so it is cached for good; ``name`` and
     ``name@alias`` for ``alias_ttl_s``, since another process (`genhub alias`)
-    may move an alias. SetAlias through this server clears the cache at once.
+    may move an alias. SetAlias through this server clears the cache at once; on
+    PostgreSQL so does an alias moved anywhere (LISTEN/NOTIFY, ``Registry.watch_aliases``).
     """
 
     MAX_ENTRIES = 4096
@@ -64,20 +65,30 @@ class Resolver:
         self.hub_thread = hub_thread
         self.alias_ttl_s = alias_ttl_s
         self._cache: dict[str, tuple[Any, float | None]] = {}  # ref -> (version, expires at; None: never)
+        self._epoch = 0  # bumped by every invalidation: a lookup that straddles one is not cached
+        self._watcher = hub_thread.hub.registry.watch_aliases(lambda _model: self.invalidate())
 
     async def resolve(self, ref: str) -> Any:
         now = time.monotonic()
         hit = self._cache.get(ref)
         if hit is not None and (hit[1] is None or now < hit[1]):
             return hit[0]
+        epoch = self._epoch
         version = await self.hub_thread.run(self.hub_thread.hub.resolve, ref)
         if len(self._cache) >= self.MAX_ENTRIES:
             self._cache.clear()
-        self._cache[ref] = (version, None if parse_ref(ref).version is not None else now + self.alias_ttl_s)
+        if epoch == self._epoch:
+            self._cache[ref] = (version, None if parse_ref(ref).version is not None else now + self.alias_ttl_s)
         return version
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        """Forget every alias resolution (called from the watcher's thread too)."""
+        self._epoch += 1
+        self._cache = {ref: hit for ref, hit in list(self._cache.items()) if hit[1] is None}
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
 
 
 async def target(hub_thread: HubThread, resolver: Resolver, parsed: convert.ParsedRequest) -> tuple[convert.ParsedRequest, Any]:

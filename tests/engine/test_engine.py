@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from hub.engine import CANCELLED, DEADLINE, ERROR, OK, Engine, EngineObserver, EngineOptions, Job, Latest
+from hub import codecs
 from hub.errors import InvalidArgument, ResourceExhausted
+from hub.images import to_uint8
 from hub.model import BuildContext, SampleRequest, StepEvent
 from hub.sampling import SamplerRegistry
 
@@ -131,17 +133,106 @@ def test_cancellation_and_deadline_remove_rows_mid_batch_and_leave_the_rest(mode
         await wait_passes(kept, 3)
         cancelled.cancel()
         expiring.deadline = time.monotonic()  # its deadline passes now
+        at.append(kept.passes)  # passes finished so far (== len(observer.rows): both change in one loop turn)
         await asyncio.gather(kept.future, cancelled.future, expiring.future)
         await engine.close()
         return [kept, cancelled, expiring]
 
+    at: list[int] = []
     kept, cancelled, expiring = run(body)
     assert cancelled.outcome.status == CANCELLED and "cancelled the request at step" in str(cancelled.outcome.error)
     assert expiring.outcome.status == DEADLINE and "deadline passed at step" in str(expiring.outcome.error)
-    assert cancelled.outcome.passes < 30 and expiring.outcome.passes < 30
-    assert observer.rows[0] == 7 and observer.rows[-1] == 1  # their rows left; the kept request finished alone
+    # At most the pass in flight when they were stopped still carried their rows; from the next one on, only the kept row.
+    k = at[0]
+    assert observer.rows[:k] == [7] * k and observer.rows[k + 1:] == [1] * (30 - k - 1)
+    assert cancelled.outcome.passes in (k, k + 1) and expiring.outcome.passes in (k, k + 1)
     assert kept.outcome.status == OK
     torch.testing.assert_close(kept.outcome.value, model.sample(kept.request), atol=ATOL, rtol=0)
+
+
+def test_a_lone_request_starts_its_first_pass_at_once_and_later_arrivals_join_the_next(model: DDPMModel) -> None:
+    """No batching window: the lane hands a lone request to the network in the same event-loop turn it is scheduled in."""
+    observer = Passes()
+
+    async def body() -> tuple[Job, Job, bool, int]:
+        engine = Engine(EngineOptions(), observer=observer)
+        lone = job(model, SampleRequest.from_seed(1, 1, steps=6))
+        engine.submit(lone)
+        await asyncio.sleep(0)  # one turn of the loop, no wall-clock wait: a window would still be waiting here
+        started = lone.started_at is not None and not observer.rows  # its first pass is running, none finished
+        later = job(model, SampleRequest.from_seed(2, 2, steps=3))
+        engine.submit(later)  # arrives while that pass runs
+        passes_before = lone.passes
+        await asyncio.gather(lone.future, later.future)
+        await engine.close()
+        return lone, later, started, passes_before
+
+    lone, later, started, passes_before = run(body)
+    assert started and passes_before == 0
+    assert observer.rows == [1, 3, 3, 3, 1, 1]  # the later request joined at the second pass, left after its third
+    assert lone.outcome.passes == 6 and later.outcome.passes == 3
+
+
+class Rows(EngineObserver):
+    """(rows, requests) of every network pass, in order."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, int]] = []
+
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+        self.passes.append((rows, requests))
+
+
+def test_max_batch_caps_the_rows_of_every_pass_and_a_larger_lone_request_still_runs(model: DDPMModel) -> None:
+    observer = Rows()
+    requests = [SampleRequest.from_seed(1, 3, steps=6), SampleRequest.from_seed(2, 2, sampler="ddpm", steps=3),
+                SampleRequest.from_seed(3, 1, steps=4), SampleRequest.from_seed(4, 6, steps=2)]  # the last: 6 rows > 4
+
+    async def body() -> list[Job]:
+        engine = Engine(EngineOptions(max_batch=4), observer=observer)
+        jobs = [job(model, r) for r in requests]
+        for j in jobs:
+            engine.submit(j)
+        await asyncio.gather(*(j.future for j in jobs))
+        await engine.close()
+        return jobs
+
+    jobs = run(body)
+    assert all(rows <= 4 or (rows, n) == (6, 1) for rows, n in observer.passes), observer.passes
+    assert [p for p in observer.passes if p[0] > 4] == [(6, 1), (6, 1)]  # the 6-row request ran alone, twice
+    assert sum(rows for rows, _ in observer.passes) == 3 * 6 + 2 * 3 + 1 * 4 + 6 * 2  # every row-pass once, none repeated
+    assert any(n > 1 for _, n in observer.passes)  # requests that fit together shared passes
+    for j in jobs:
+        assert j.outcome.status == OK and j.outcome.passes == j.request.steps
+        torch.testing.assert_close(j.outcome.value, model.sample(j.request), atol=ATOL, rtol=0)
+    assert max(j.outcome.batch_samples for j in jobs[:3]) <= 4
+
+
+def png(samples: torch.Tensor) -> list[bytes]:
+    """The servers' PNG encoding of [N, C, H, W] samples (hub.v1 images, one PNG per sample)."""
+    return [image.png for image in codecs.image_messages(samples, codecs.FORMAT_PNG)]
+
+
+def test_the_same_seed_gives_the_same_png_bytes_alone_and_inside_a_mixed_batch(model: DDPMModel) -> None:
+    async def engine_run(requests: list[SampleRequest], join_late: bool) -> list[Any]:
+        engine = Engine(EngineOptions())
+        jobs = [job(model, r, encode=png) for r in requests]
+        engine.submit(jobs[0])
+        if join_late:
+            await wait_passes(jobs[0], 2)  # the others join a trajectory under way, at different steps from it
+        for j in jobs[1:]:
+            engine.submit(j)
+        await asyncio.gather(*(j.future for j in jobs))
+        await engine.close()
+        assert all(j.outcome.status == OK for j in jobs)
+        return [j.outcome.value for j in jobs]
+
+    alone = [run(lambda r=r: engine_run([r], False))[0] for r in MIXED]
+    mixed = run(lambda: engine_run(MIXED, True))
+    assert mixed == alone  # bytes, image by image
+    pixels = to_uint8(torch.cat([model.sample(r) for r in MIXED]))
+    assert len({p for images in alone for p in images}) == sum(r.num_samples for r in MIXED)  # every image its own
+    assert ((pixels > 0) & (pixels < 255)).mean() > 0.2  # not saturated images: rounding could differ if values did
 
 
 class Poisoned(DDPMModel):

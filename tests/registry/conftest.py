@@ -1,4 +1,4 @@
-"""Fixtures for registry tests: a real SQLite file in a tmp dir."""
+"""Fixtures for registry tests: a real SQLite file in a tmp dir, or a fresh database on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.registry import Registry
+from tests.databases import BACKENDS, database_url
 
 
 def fake_digest(label: str) -> str:
@@ -16,9 +17,16 @@ def fake_digest(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'registry.db'}"
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every registry test runs on both databases."""
+    return database_url(request, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database no migration has touched yet (for the tests of migrating itself)."""
+    return database_url(request, tmp_path, empty=True)
 
 
 @pytest.fixture

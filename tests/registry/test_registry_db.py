@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
-import sqlite3
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.errors import InvalidArgument
 from hub.registry import Registry, default_artifacts_root, default_db_url, default_home
-from hub.registry.db import alembic_config, create_registry_engine
+from hub.registry.db import alembic_config, create_registry_engine, require_shared_backend
 from hub.registry.orm import Base
 
 
@@ -74,24 +75,35 @@ def test_reopening_is_idempotent(db_url: str) -> None:
             assert again.resolve("m") == created
             assert again.list_versions("m") == [created]
     assert _diff(db_url, Base.metadata) == []
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
-        assert raw.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+    assert _execute(db_url, "SELECT count(*) FROM alembic_version") == 1
+
+
+def _execute(url: str, sql: str) -> Any:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return result.scalar() if result.returns_rows else result.rowcount
+    finally:
+        engine.dispose()
 
 
 def test_database_from_a_newer_genhub_is_refused(db_url: str) -> None:
     Registry(db_url).close()
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
-        raw.execute("UPDATE alembic_version SET version_num = '9999'")
+    _execute(db_url, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(InvalidArgument, match="probably written by a newer genhub"):
         Registry(db_url)
 
 
-def test_sqlite_settings(registry: Registry, db_url: str) -> None:
+def test_sqlite_settings(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'registry.db'}"
+    Registry(db_url).close()
     engine = create_registry_engine(db_url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: WAL stays consistent on a crash
     with pytest.raises(IntegrityError, match="FOREIGN KEY"), engine.begin() as conn:
         conn.execute(
             text(
@@ -145,44 +157,100 @@ def test_default_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert default_artifacts_root() == tmp_path / "blobs"
 
 
-# --- several processes on one SQLite file -------------------------------------------
+# --- several processes on one database ------------------------------------------------
 
 
-def _worker(url: str, worker: int, count: int, start: Any) -> None:
-    start.wait(30)  # all workers open the (possibly fresh) file at once
+def _view(reg: Registry) -> dict[str, Any]:
+    """What a process sees of the shared model: its versions in order and where each alias points."""
+    versions = reg.list_versions("shared")
+    return {
+        "versions": [(v.version, v.config["worker"], v.config["i"]) for v in versions],
+        "aliases": sorted((a, v.version) for v in versions for a in v.aliases),
+    }
+
+
+def _worker(url: str, worker: int, count: int, start: Any, done: Any, out: Path) -> None:
+    start.wait(30)  # all workers open the (possibly fresh) database at once
     with Registry(url) as reg:
         reg.ensure_model("shared", "ddpm", "p")
         for i in range(count):
-            reg.add_version(
+            added = reg.add_version(
                 "shared", config={"worker": worker, "i": i}, artifact_digest=fake_digest(f"{worker}/{i}"), dataset="d"
             )
+            reg.set_alias("shared", f"w{worker}", added.version)  # an alias of its own ...
+            reg.set_alias("shared", "stable", added.version)  # ... and one every process moves
+        done.wait(60)  # every process has finished writing: all must now see the same registry
+        out.write_text(json.dumps(_view(reg)))
 
 
-def _run_workers(url: str, workers: int, count: int) -> None:
+def _run_workers(url: str, out: Path, workers: int, count: int) -> list[dict[str, Any]]:
     # fork: no re-import per child (fast); the children open engines of their own, never the parent's.
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(url, w, count, start)) for w in range(workers)]
+    start, done = ctx.Event(), ctx.Barrier(workers)
+    files = [out / f"worker{w}.json" for w in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(url, w, count, start, done, files[w])) for w in range(workers)]
     for p in procs:
         p.start()
     start.set()
     for p in procs:
-        p.join(60)
+        p.join(120)
     assert [p.exitcode for p in procs] == [0] * workers
+    return [json.loads(f.read_text()) for f in files]
 
 
-def test_concurrent_first_open_migrates_once(db_url: str) -> None:
-    _run_workers(db_url, workers=4, count=1)
-    with Registry(db_url) as reg:
+def test_concurrent_first_open_migrates_once(empty_db_url: str, tmp_path: Path) -> None:
+    _run_workers(empty_db_url, tmp_path, workers=4, count=1)
+    with Registry(empty_db_url) as reg:
         assert [v.version for v in reg.list_versions("shared")] == [1, 2, 3, 4]
-    assert _diff(db_url, Base.metadata) == []
+    assert _diff(empty_db_url, Base.metadata) == []
 
 
-def test_concurrent_add_version_gives_distinct_versions(registry: Registry, db_url: str) -> None:
-    _run_workers(db_url, workers=2, count=15)
-    versions = registry.list_versions("shared")
-    assert [v.version for v in versions] == list(range(1, 31))
-    for worker in (0, 1):  # each process's own versions are in its order
-        mine = [v.config["i"] for v in versions if v.config["worker"] == worker]
-        assert mine == list(range(15))
-    assert registry.resolve("shared").version == 30  # this process's registry sees the others' writes
+def test_eight_processes_register_and_move_aliases_at_once(registry: Registry, db_url: str, tmp_path: Path) -> None:
+    workers, count = 8, 4
+    views = _run_workers(db_url, tmp_path, workers=workers, count=count)
+    mine = json.loads(json.dumps(_view(registry)))  # this process sees the others' writes (as JSON: lists)
+    assert [view for view in views if view != mine] == []  # every process sees the same registry afterwards
+    numbers = [number for number, _, _ in mine["versions"]]
+    assert numbers == list(range(1, workers * count + 1))  # dense and unique
+    by_worker = {w: [(n, i) for n, wk, i in mine["versions"] if wk == w] for w in range(workers)}
+    for w, rows in by_worker.items():  # no write lost, each process's versions in its order
+        assert [i for _, i in rows] == list(range(count))
+    aliases = dict(mine["aliases"])
+    for w, rows in by_worker.items():  # each private alias ends on its process's last version
+        assert aliases[f"w{w}"] == rows[-1][0]
+    # the shared alias ends where the last mover put it: some process's last version
+    assert aliases["stable"] in {rows[-1][0] for rows in by_worker.values()}
+    assert aliases["latest"] == workers * count
+
+
+def test_a_cluster_of_several_nodes_refuses_a_sqlite_registry(db_url: str) -> None:
+    require_shared_backend(db_url, nodes=1)  # one node (a local Ray instance) keeps either
+    if db_url.startswith("sqlite"):
+        with pytest.raises(InvalidArgument, match=r"db: .* is a SQLite file, but this Ray cluster has 3 nodes.*postgresql"):
+            require_shared_backend(db_url, nodes=3)
+    else:
+        require_shared_backend(db_url, nodes=3)
+
+
+def test_alias_moves_are_pushed_to_watchers_on_postgresql(registry: Registry, db_url: str) -> None:
+    seen: list[str | None] = []
+    watcher = registry.watch_aliases(seen.append)
+    if db_url.startswith("sqlite"):
+        assert watcher is None  # SQLite has no notifications: servers fall back to their cache's TTL
+        return
+    assert watcher is not None
+    try:
+        assert watcher.listening.wait(30)
+        registry.ensure_model("m", "ddpm", "p")
+        with Registry(db_url) as other:  # another connection, as another process would have
+            other.add_version("m", config={}, artifact_digest=fake_digest("1"), dataset="d")  # moves `latest`
+            other.add_version("m", config={}, artifact_digest=fake_digest("2"), dataset="d")
+            other.set_alias("m", "prod", 1)
+            other.delete_alias("m", "prod")
+        deadline = time.monotonic() + 30
+        while seen.count("m") < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen[0] is None and seen[1:] == ["m"] * 4  # after connecting, then one per committed move
+    finally:
+        watcher.close()
+    assert not watcher.listening.is_set()

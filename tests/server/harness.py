@@ -1,10 +1,15 @@
 """Fixtures and helpers for tests that talk to a real server.
 
-A session-wide hub on a real SQLite file in a tmp dir, with the tiny test family
+A session-wide hub on a real SQLite file in a tmp dir (``tiny``), with the tiny test family
 (``tests.server.tiny_family``) and two trained models: ``tiny-digits`` (1x8x8
 images, 10 classes) and ``tiny-points`` (2D points). Servers are real: either
 in-process on an ephemeral loopback port (``BackgroundServer``), or a real
 ``genhub serve`` subprocess that finds the tiny family through an entry point.
+
+``tiny_db`` is the same hub on SQLite and, for a second run of each test that uses it, one on a
+database of the session's real PostgreSQL server (tests.databases). Only tests that exercise the
+registry through a server use it (RegistryService, the generation log, alias moves): the rest of a
+server's work (sampling, batching, cancellation, limits) never touches the database.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from hub.core import Hub
 from hub.devices import hardware_description
 from hub.model import TrainOptions
 from hub.server.app import BackgroundServer
+from tests.databases import BACKENDS, database_url
 from tests.server import tiny_family
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +50,12 @@ class TinyHub:
         return self.hub.load(ref).model
 
 
-def open_tiny_hub(home: Path, *, bundled: bool = True) -> TinyHub:
+def open_tiny_hub(home: Path, *, bundled: bool = True, db_url: str | None = None) -> TinyHub:
     """A hub with the tiny test family; ``bundled=False`` leaves the plugins' shipped checkpoints (and their
-    figures, measured on this kind of machine) out of the registry, for tests that route among their own versions."""
+    figures, measured on this kind of machine) out of the registry, for tests that route among their own versions.
+    The registry is a SQLite file in ``home`` unless ``db_url`` names another."""
     home.mkdir(parents=True, exist_ok=True)
-    db_url = f"sqlite:///{home}/r.db"
+    db_url = db_url or f"sqlite:///{home}/r.db"
     hub = Hub.open(db_url=db_url, home=home, extra_plugins=[("tinyfamily", tiny_family)], sync=bundled)
     register_trained(hub, IMAGE_MODEL, "digits", card="# tiny-digits\n\nA tiny test model.", metrics={"fid": 123.0})
     register_trained(hub, POINTS_MODEL, "gmm-ring8")
@@ -95,6 +102,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     opened.hub.close()
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def tiny_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
+    """``tiny`` itself (SQLite), then the same hub on a PostgreSQL database of its own (opened once)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("tiny")
+        return
+    opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-server-pg"),
+                           db_url=database_url(request, Path(), empty=True))  # not the shared, emptied one
+    yield opened
+    opened.hub.close()
+
+
 @contextmanager
 def running_server(tiny: TinyHub, **options: Any) -> Iterator[BackgroundServer]:
     """A real server in this process on 127.0.0.1 with an ephemeral port."""
@@ -109,6 +128,16 @@ def running_server(tiny: TinyHub, **options: Any) -> Iterator[BackgroundServer]:
 def server(tiny: TinyHub) -> Iterator[BackgroundServer]:
     """A shared server (step-level batching, the defaults)."""
     with running_server(tiny, max_batch=64) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def db_server(tiny_db: TinyHub, request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
+    """The shared server of ``tiny_db`` (``server`` itself on SQLite)."""
+    if tiny_db.db_url.startswith("sqlite"):
+        yield request.getfixturevalue("server")
+        return
+    with running_server(tiny_db, max_batch=64) as started:
         yield started
 
 

@@ -1,4 +1,4 @@
-"""RegistryService against a real in-process server."""
+"""RegistryService against a real in-process server, on SQLite and on PostgreSQL (``tiny_db``)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 
 from hub import errors
 from hub.client import Client
+from hub.registry import Registry
 from hub.server.app import BackgroundServer
 from hub.v1 import registry_pb2, registry_pb2_grpc
-from tests.server.harness import IMAGE_MODEL, POINTS_MODEL, TinyHub, register_trained
+from tests.server.harness import IMAGE_MODEL, POINTS_MODEL, TinyHub, register_trained, running_server, wait_for
 
 
 @pytest.fixture
-def client(server: BackgroundServer) -> Iterator[Client]:
-    with server.client(timeout=30) as opened:
+def client(db_server: BackgroundServer) -> Iterator[Client]:
+    with db_server.client(timeout=30) as opened:
         yield opened
 
 
@@ -76,8 +77,8 @@ def test_missing_required_fields_are_invalid(client: Client) -> None:
         client.get_model("")
 
 
-def test_set_alias_moves_what_generation_resolves(tiny: TinyHub, client: Client) -> None:
-    register_trained(tiny.hub, POINTS_MODEL, "gmm-ring8")  # version 2
+def test_set_alias_moves_what_generation_resolves(tiny_db: TinyHub, client: Client) -> None:
+    register_trained(tiny_db.hub, POINTS_MODEL, "gmm-ring8")  # version 2
     versions = client.list_versions(POINTS_MODEL)
     assert [v.ref.version for v in versions] == [1, 2] and "latest" in versions[1].aliases
     moved = client.set_alias(POINTS_MODEL, "prod", 1)
@@ -89,3 +90,19 @@ def test_set_alias_moves_what_generation_resolves(tiny: TinyHub, client: Client)
         client.set_alias(POINTS_MODEL, "prod", 9)
     with pytest.raises(errors.InvalidArgument, match="alias"):
         client.set_alias(POINTS_MODEL, "Not An Alias", 1)
+
+
+def test_an_alias_moved_by_another_process_reaches_the_server(tiny_db: TinyHub) -> None:
+    name = "tiny-watched"
+    for _ in range(2):
+        register_trained(tiny_db.hub, name, "gmm-ring8")
+    tiny_db.hub.registry.set_alias(name, "prod", 1)
+    with running_server(tiny_db, alias_ttl_s=3600) as server, server.client(timeout=60) as client:
+        assert client.generate(f"{name}@prod", seed=0, steps=1).model == f"{name}:1"  # resolved, and cached
+        with Registry(tiny_db.db_url) as other:  # another process's connection moves the alias
+            other.set_alias(name, "prod", 2)
+        if tiny_db.db_url.startswith("postgresql"):  # pushed at commit (LISTEN/NOTIFY): the cache is dropped
+            wait_for(lambda: client.generate(f"{name}@prod", seed=0, steps=1).model == f"{name}:2", timeout=30,
+                     what="the server to see the alias move")
+        else:  # SQLite cannot push: the server keeps its resolution until the cache's TTL
+            assert client.generate(f"{name}@prod", seed=0, steps=1).model == f"{name}:1"
