@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub import auth  # noqa: E402
 from hub.client import build_request  # noqa: E402
 from hub.core import Hub  # noqa: E402
+from hub.engine import EngineObserver  # noqa: E402
 from hub.server.app import BackgroundServer  # noqa: E402
 from hub.v1 import generation_pb2, generation_pb2_grpc  # noqa: E402
 
@@ -69,18 +71,42 @@ async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sam
 DRIVE_METADATA: list[tuple[str, str]] = []  # the generate token of the server under test
 
 
+class PassTimes(EngineObserver):
+    """The server's own observer, plus the seconds of every sampling call (a network pass, or a whole request-level
+    call of several passes) with its pass count."""
+
+    def __init__(self, inner: EngineObserver) -> None:
+        self.inner, self.calls = inner, []
+
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.inner.on_pass(lane, rows, requests, seconds)
+
+    def on_queue(self, lane: str, queued_cost: int, pending: int, active: int) -> None:
+        self.inner.on_queue(lane, queued_cost, pending, active)
+
+    def on_outcome(self, job: Any) -> None:
+        self.inner.on_outcome(job)
+
+
 def measure(hub: Hub, ref: str, plan: list[tuple[float, int, int]], sampler: str, step_level: bool) -> dict[str, Any]:
-    """Run ``plan`` against a fresh server; the records plus the server's pass and row counts."""
+    """Run ``plan`` against a fresh server; the records plus the server's pass count and busy seconds."""
     with BackgroundServer(hub, "127.0.0.1:0", step_level=step_level) as server:
+        engine = server.handle.engine
+        engine.observer = timing = PassTimes(engine.observer)  # before the first request: lanes take it when made
         DRIVE_METADATA[:] = auth.bearer_metadata(auth.client_token(auth.GENERATE, hub.home)) or []
         warm = [(0.0, min(s for _, s, _ in plan), 1)]
         asyncio.run(_drive(server.address, ref, warm, sampler))  # load the model, build kernels
-        before = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values()))
+        before = server.run(lambda: sum(lane.passes_run for lane in engine.lanes.values()))
+        calls_before = len(timing.calls)
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         records = asyncio.run(_drive(server.address, ref, plan, sampler))
         elapsed = time.perf_counter() - started
-        passes = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values())) - before
-    return {"records": records, "elapsed": elapsed, "passes": passes}
+        passes = server.run(lambda: sum(lane.passes_run for lane in engine.lanes.values())) - before
+        busy = sum(timing.calls[calls_before:])
+    return {"records": records, "elapsed": elapsed, "passes": passes, "busy": busy,
+            "loads": (load, os.getloadavg()[0])}
 
 
 def _p(values: list[float], q: float) -> float:
@@ -90,19 +116,30 @@ def _p(values: list[float], q: float) -> float:
 
 def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, duration: float) -> list[str]:
     lines = [f"(d) mixed workload: Poisson arrivals {rate:g}/s for {duration:g} s, steps from {classes}, 1-4 samples, streamed",
-             "    batching        images/s  passes/s  " + "".join(f"  {c:>4}-step p50/p99 s" for c in classes)
-             + "   first progress p50/p99 ms"]
+             "    batching        images/s  passes/s  pass ms" + "".join(f"  {c:>4}-step p50/p99 s" for c in classes)
+             + "   first progress p50/p99 ms (in passes)   load avg"]
     for label, result in results.items():
         records = result["records"]
         images = sum(r["samples"] for r in records) / result["elapsed"]
+        pass_ms = 1000 * result["busy"] / max(1, result["passes"])  # mean time of one network pass
         cells = ""
         for c in classes:
             lat = [r["latency"] for r in records if r["steps"] == c]
             cells += f"  {statistics.median(lat) if lat else float('nan'):>8.2f} /{_p(lat, 0.99):>7.2f}"
         first = [r["first"] * 1000 for r in records]
-        lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {cells}"
-                     f"   {statistics.median(first):>9.1f} /{_p(first, 0.99):>8.1f}")
-    lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both)")
+        f50, f99 = statistics.median(first), _p(first, 0.99)
+        lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {pass_ms:>7.1f}{cells}"
+                     f"   {f50:>8.1f} /{f99:>8.1f} ({f50 / pass_ms:.1f} / {f99 / pass_ms:.1f})"
+                     f"   {result['loads'][0]:.1f}-{result['loads'][1]:.1f}")
+    lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both; "
+                 "pass ms: busy sampling time / network passes)")
+    if set(results) == {"request-level", "step-level"}:
+        req, step = results["request-level"], results["step-level"]
+        short = classes[0]
+        p99 = [_p([r["latency"] for r in x["records"] if r["steps"] == short], 0.99) for x in (req, step)]
+        ips = [sum(r["samples"] for r in x["records"]) / x["elapsed"] for x in (req, step)]
+        lines.append(f"    {short}-step p99: request-level / step-level = {p99[0] / p99[1]:.1f}x at "
+                     f"{ips[1] / ips[0]:.2f}x the images/s")
     return lines
 
 
