@@ -1,20 +1,24 @@
 """Mixed workload, request-level against step-level batching in one run (section (d) of bench/serving.py).
 
-    python bench/mixed_workload.py               # a fresh small DDPM in a temp registry, 60 s per server
+    python bench/mixed_workload.py               # a fresh small DDPM in a temp registry, 60 s of arrivals per server
     python bench/mixed_workload.py --quick       # a smoke run
 
 Poisson arrivals at ``--rate`` requests/s for ``--duration`` seconds; each request draws its steps from
 ``--step-classes`` (10, 50, 250) and 1-4 samples, streams, and records its latency and its time to the first
-progress event. The same arrival schedule (fixed seed) goes to a server with ``step_level=False`` (requests
-with equal settings merged into one sampling call, run to the end) and one with step-level batching. Reported:
-images/s and network passes/s (read from the server's engine), p50/p99 latency per step class, p50/p99 time to
-first progress. Both servers run in this process (``BackgroundServer``) so their engines' pass counts can be read.
+progress event. The same arrival schedules (fixed seeds; ``--rounds`` of them, each ``duration / rounds`` long)
+go in alternating order (ABBA...) to a server with ``step_level=False`` (requests with equal settings merged into
+one sampling call, run to the end) and one with step-level batching, each schedule run to its last request.
+Reported: images/s and network passes/s (read from the server's engine), the mean time of one network pass,
+p50/p99 latency per step class, p50/p99 time to first progress (also in passes). Both servers run in this process
+(``BackgroundServer``) so their engines' pass counts and times can be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import statistics
 import sys
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub import auth  # noqa: E402
 from hub.client import build_request  # noqa: E402
 from hub.core import Hub  # noqa: E402
+from hub.engine import EngineObserver  # noqa: E402
 from hub.server.app import BackgroundServer  # noqa: E402
 from hub.v1 import generation_pb2, generation_pb2_grpc  # noqa: E402
 
@@ -69,18 +74,50 @@ async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sam
 DRIVE_METADATA: list[tuple[str, str]] = []  # the generate token of the server under test
 
 
-def measure(hub: Hub, ref: str, plan: list[tuple[float, int, int]], sampler: str, step_level: bool) -> dict[str, Any]:
-    """Run ``plan`` against a fresh server; the records plus the server's pass and row counts."""
-    with BackgroundServer(hub, "127.0.0.1:0", step_level=step_level) as server:
+class PassTimes(EngineObserver):
+    """The server's own observer, plus the seconds of every sampling call (a network pass, or a whole request-level
+    call of several passes) with its pass count."""
+
+    def __init__(self, inner: EngineObserver) -> None:
+        self.inner, self.calls = inner, []
+
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.inner.on_pass(lane, rows, requests, seconds)
+
+    def on_queue(self, lane: str, queued_cost: int, pending: int, active: int) -> None:
+        self.inner.on_queue(lane, queued_cost, pending, active)
+
+    def on_outcome(self, job: Any) -> None:
+        self.inner.on_outcome(job)
+
+
+def measure(hub: Hub, ref: str, plans: list[list[tuple[float, int, int]]], sampler: str) -> dict[str, dict[str, Any]]:
+    """Each plan against a request-level and a step-level server, alternating which goes first (ABBA...), each
+    plan run to its last request: per server its records, seconds, network passes, busy seconds and load averages."""
+    with contextlib.ExitStack() as stack:
+        servers = {label: stack.enter_context(BackgroundServer(hub, "127.0.0.1:0", step_level=step_level))
+                   for label, step_level in (("request-level", False), ("step-level", True))}
+        timings = {}
+        for label, server in servers.items():
+            engine = server.handle.engine
+            engine.observer = timings[label] = PassTimes(engine.observer)  # before the first request: lanes take it
         DRIVE_METADATA[:] = auth.bearer_metadata(auth.client_token(auth.GENERATE, hub.home)) or []
-        warm = [(0.0, min(s for _, s, _ in plan), 1)]
-        asyncio.run(_drive(server.address, ref, warm, sampler))  # load the model, build kernels
-        before = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values()))
-        started = time.perf_counter()
-        records = asyncio.run(_drive(server.address, ref, plan, sampler))
-        elapsed = time.perf_counter() - started
-        passes = server.run(lambda: sum(lane.passes_run for lane in server.handle.engine.lanes.values())) - before
-    return {"records": records, "elapsed": elapsed, "passes": passes}
+        totals = {label: {"records": [], "elapsed": 0.0, "passes": 0, "busy": 0.0, "loads": []} for label in servers}
+        for label, server in servers.items():  # load the model, build kernels
+            asyncio.run(_drive(server.address, ref, [(0.0, min(s for p in plans for _, s, _ in p), 1)], sampler))
+        for round_, plan in enumerate(plans):
+            for label in (list(servers) if round_ % 2 == 0 else list(servers)[::-1]):
+                server, timing, total = servers[label], timings[label], totals[label]
+                lanes = server.handle.engine.lanes
+                before, calls_before = server.run(lambda: sum(lane.passes_run for lane in lanes.values())), len(timing.calls)
+                total["loads"].append(os.getloadavg()[0])
+                started = time.perf_counter()
+                total["records"] += asyncio.run(_drive(server.address, ref, plan, sampler))
+                total["elapsed"] += time.perf_counter() - started
+                total["passes"] += server.run(lambda: sum(lane.passes_run for lane in lanes.values())) - before
+                total["busy"] += sum(timing.calls[calls_before:])
+    return totals
 
 
 def _p(values: list[float], q: float) -> float:
@@ -90,27 +127,36 @@ def _p(values: list[float], q: float) -> float:
 
 def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, duration: float) -> list[str]:
     lines = [f"(d) mixed workload: Poisson arrivals {rate:g}/s for {duration:g} s, steps from {classes}, 1-4 samples, streamed",
-             "    batching        images/s  passes/s  " + "".join(f"  {c:>4}-step p50/p99 s" for c in classes)
-             + "   first progress p50/p99 ms"]
+             "    batching        images/s  passes/s  pass ms" + "".join(f"  {c:>4}-step p50/p99 s" for c in classes)
+             + "   first progress p50/p99 ms (in passes)   load avg"]
     for label, result in results.items():
         records = result["records"]
         images = sum(r["samples"] for r in records) / result["elapsed"]
+        pass_ms = 1000 * result["busy"] / max(1, result["passes"])  # mean time of one network pass
         cells = ""
         for c in classes:
             lat = [r["latency"] for r in records if r["steps"] == c]
             cells += f"  {statistics.median(lat) if lat else float('nan'):>8.2f} /{_p(lat, 0.99):>7.2f}"
         first = [r["first"] * 1000 for r in records]
-        lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {cells}"
-                     f"   {statistics.median(first):>9.1f} /{_p(first, 0.99):>8.1f}")
-    lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both)")
+        f50, f99 = statistics.median(first), _p(first, 0.99)
+        lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {pass_ms:>7.1f}{cells}"
+                     f"   {f50:>8.1f} /{f99:>8.1f} ({f50 / pass_ms:.1f} / {f99 / pass_ms:.1f})"
+                     f"   {min(result['loads']):.1f}-{max(result['loads']):.1f}")
+    lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both; "
+                 "pass ms: busy sampling time / network passes)")
+    if set(results) == {"request-level", "step-level"}:
+        req, step = results["request-level"], results["step-level"]
+        short = classes[0]
+        p99 = [_p([r["latency"] for r in x["records"] if r["steps"] == short], 0.99) for x in (req, step)]
+        ips = [sum(r["samples"] for r in x["records"]) / x["elapsed"] for x in (req, step)]
+        lines.append(f"    {short}-step p99: request-level / step-level = {p99[0] / p99[1]:.1f}x at "
+                     f"{ips[1] / ips[0]:.2f}x the images/s")
     return lines
 
 
-def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int]) -> list[str]:
-    plan = schedule(rate, duration, classes)
-    results = {label: measure(hub, ref, plan, sampler, step_level)
-               for label, step_level in (("request-level", False), ("step-level", True))}
-    return render(results, classes, rate, duration)
+def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int], rounds: int) -> list[str]:
+    plans = [schedule(rate, duration / rounds, classes, seed=round_) for round_ in range(rounds)]
+    return render(measure(hub, ref, plans, sampler), classes, rate, duration)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--step-classes", default="10,50,250")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="the duration is cut into this many schedules, each sent to both servers in turn (ABBA...), "
+                             "so that a shared machine's drifting load weighs on both alike")
     parser.add_argument("--quick", action="store_true")
     args, rest = parser.parse_known_args(argv)
     sargs = serving.parse_args(rest + (["--quick"] if args.quick else []))
@@ -129,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hub, ref, _, _ = serving.prepare(sargs, Path(tmp))
         try:
-            lines = run_mixed(hub, ref, sargs.sampler, args.rate, args.duration, classes)
+            lines = run_mixed(hub, ref, sargs.sampler, args.rate, args.duration, classes, args.rounds)
         finally:
             hub.close()
     print(f"genhub mixed-workload benchmark: {ref}, {sargs.sampler}")

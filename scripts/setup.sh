@@ -21,12 +21,14 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 extras=".[ray]"
+plugin_extras=""
 if [ "${1:-}" = "--test" ]; then
   extras=".[test,ray,postgres]"
+  plugin_extras="[test]"  # each plugin's own test needs (genhub-diffusers: transformers, for Stable Diffusion folders)
 fi
 plugins=()
 for plugin in plugins/*/; do
-  [ -f "$plugin/pyproject.toml" ] && plugins+=(-e "$plugin")
+  [ -f "$plugin/pyproject.toml" ] && plugins+=(-e "${plugin%/}$plugin_extras")
 done
 echo "setup: installing genhub and bundled plugins: ${plugins[*]}"
 "${PIP[@]}" install --quiet -e "$extras" "${plugins[@]}"

@@ -18,6 +18,7 @@ from hub.ray.constants import (
     INGRESS_MAX_ONGOING,
     INGRESS_NAME,
     INGRESS_OPTIONS,
+    SERVE_ENV,
     SERVICER_FUNCTIONS,
     deployment_name,
 )
@@ -48,7 +49,7 @@ def render_config(settings: dict[str, ServeSettings], *, db_url: str | None, hom
             "name": APP_NAME,
             "route_prefix": "/",
             "import_path": "hub.ray.app:build_app",
-            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}},
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", **SERVE_ENV}},
             "args": args,
             "deployments": deployments,
         }],

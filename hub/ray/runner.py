@@ -10,7 +10,7 @@ import os
 import socket
 from typing import Any
 
-from hub.ray.constants import APP_NAME, SERVICER_FUNCTIONS
+from hub.ray.constants import APP_NAME, SERVE_ENV, SERVICER_FUNCTIONS
 
 # Settings Ray reads from the environment when it starts: set them before ray.init.
 FAST_AUTOSCALING_ENV = {
@@ -20,6 +20,10 @@ FAST_AUTOSCALING_ENV = {
 LOCAL_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps a local instance's sockets on 127.0.0.1 (see NOTES.md)
     "OMP_NUM_THREADS": "1",  # torch in replicas: their thread count is set per replica from num_cpus
+    # Ray starts its workers at nice 15 (so the raylet wins on a busy node); a local instance shares its machine
+    # with everything else, where the replicas would then yield to any process (the local backend does not).
+    "RAY_worker_niceness": "0",
+    **SERVE_ENV,  # the proxy's too (on a cluster, set them in the nodes' environment)
 }
 
 

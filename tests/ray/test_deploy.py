@@ -15,7 +15,7 @@ from ray.serve.schema import ServeDeploySchema
 from hub.core import Hub
 from hub.errors import InvalidArgument
 from hub.ray.app import build_app
-from hub.ray.constants import SERVICER_FUNCTIONS
+from hub.ray.constants import SERVE_ENV, SERVICER_FUNCTIONS
 from hub.ray.settings import Overrides, ServeSettings, from_tags
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +47,7 @@ def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None
     assert schema.grpc_options.port == 9100 and schema.grpc_options.grpc_servicer_functions == SERVICER_FUNCTIONS
     app = config["applications"][0]
     assert app["import_path"] == "hub.ray.app:build_app" and app["args"]["home"] == "/mnt/genhub"
+    assert app["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "1", **SERVE_ENV}  # one event loop per replica
     deployments = {d["name"]: d for d in app["deployments"]}
     gpu = deployments["model-gpu-model"]
     assert gpu["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0.5}  # tag, then the file's default
@@ -83,6 +84,10 @@ def test_the_kuberay_manifest_embeds_a_valid_serve_config() -> None:
     ServeDeploySchema.model_validate(serve_config)
     app = serve_config["applications"][0]
     assert app["import_path"] == "hub.ray.app:build_app"
+    assert SERVE_ENV.items() <= app["runtime_env"]["env_vars"].items()  # replicas: one event loop each
+    for group in [service["spec"]["rayClusterConfig"]["headGroupSpec"], *service["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
+        for container in group["template"]["spec"]["containers"]:  # every node's proxy routes on its own loop too
+            assert SERVE_ENV.items() <= {e["name"]: e.get("value") for e in container.get("env", [])}.items()
     assert serve_config["grpc_options"]["grpc_servicer_functions"] == SERVICER_FUNCTIONS
     workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert any(c["resources"]["limits"].get("nvidia.com/gpu") for g in workers for c in g["template"]["spec"]["containers"])

@@ -40,13 +40,15 @@ class DDGANConfig(ModelConfig):
     num_steps: int = 4  # T, the denoising steps (trained for and sampled with)
     beta_min: float = 0.1  # the VP schedule's beta(s) = beta_min + s (beta_max - beta_min), s in [0, 1]
     beta_max: float = 20.0
+    time_power: float = 1.0  # step k at time (k / T)^power of the VP process; > 1: more steps at low noise
     z_dim: int = 32  # latent per step: makes each denoising step a multimodal (non-Gaussian) distribution
     emb_dim: int = 64  # time (and z) embedding width
     base_channels: int = 32  # images: UNet / discriminator width of the first level
     channel_mults: tuple[int, ...] = (1, 2)  # images: one level per entry, halving H and W between levels
     width: int = 128  # points: MLP width
     num_layers: int = 3  # points: residual blocks in G, hidden layers in D
-    fourier_octaves: int = 0  # points: G and D also see sin/cos of the coordinates (hub.layers); 0: raw
+    fourier_octaves: int = 0  # points: G (and D, see fourier_in_d) also see sin/cos of the coordinates (hub.layers)
+    fourier_in_d: bool = True  # points: False keeps the discriminator on raw coordinates (features in G only)
     data_scale: float = 1.0  # the model works on data / data_scale
     r1_gamma: float = 0.05  # R1 weight on real x_{t-1}; 0 disables it
     r1_interval: int = 4  # lazy R1: every k-th discriminator step, weighted by k
@@ -79,7 +81,7 @@ class DDGANConfig(ModelConfig):
             raise InvalidArgument("data_scale", f"need data_scale > 0, r1_gamma >= 0, d_lr_ratio > 0; got "
                                   f"{self.data_scale}, {self.r1_gamma}, {self.d_lr_ratio}")
         self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
-        FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max)  # validates beta_min / beta_max
+        FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max, self.time_power)  # validates beta_min / beta_max
 
 
 
@@ -89,13 +91,13 @@ class DDGANModel(ModuleWeights, SteppedModel, GenerativeModel):
     def __init__(self, config: DDGANConfig, context: BuildContext) -> None:
         self.config = config
         self.context = context
-        self.process = FewStepProcess.vp(config.num_steps, config.beta_min, config.beta_max)
+        self.process = FewStepProcess.vp(config.num_steps, config.beta_min, config.beta_max, config.time_power)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
             self.G, self.D = build_networks(
                 config.sample_shape, z_dim=config.z_dim, base_channels=config.base_channels,
                 channel_mults=config.channel_mults, width=config.width, num_layers=config.num_layers, emb_dim=config.emb_dim,
-                fourier_octaves=config.fourier_octaves,
+                fourier_octaves=config.fourier_octaves, d_fourier_octaves=config.fourier_octaves if config.fourier_in_d else 0,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0

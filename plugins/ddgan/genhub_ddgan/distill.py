@@ -29,7 +29,7 @@ from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig,
                        StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, per_sample_seeds, report_step)
 from hub.training import (GAN_HINT, LossLog, ModuleWeights, check_dataset, check_gan_options, discriminator_step, ema_decay_at,
                           ema_update, g_loss_nonsaturating, index_batches, optimizer_step)
-from hub.stepping import SteppedModel
+from hub.stepping import SteppedModel, run_pass
 
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess
@@ -56,6 +56,7 @@ class DistillConfig(ModelConfig):
     num_steps: int = 2  # student steps, 1..4
     beta_min: float = 0.1  # the student's own VP schedule (only its shape matters: x_T is the teacher's noise)
     beta_max: float = 20.0
+    time_power: float = 1.0  # step k at time (k / T)^power of the VP process; > 1: more steps at low noise
     emb_dim: int = 64
     base_channels: int = 32  # images: UNet / discriminator width of the first level
     channel_mults: tuple[int, ...] = (1, 2)
@@ -64,6 +65,9 @@ class DistillConfig(ModelConfig):
     fourier_octaves: int = 0  # points: student and D also see sin/cos of the coordinates (hub.layers); 0: raw
     data_scale: float = 1.0  # the student works on data / data_scale
     regression_weight: float = 1.0  # weight of the mean squared error to the teacher's outputs
+    # weight of the per-step loss: each student step, fed the teacher's DDIM state at its noise level, must land on
+    # the teacher's state at the next level (progressive distillation's target, from the teacher in one round)
+    trajectory_weight: float = 0.0
     adversarial_weight: float = 0.1  # weight of the non-saturating generator loss
     r1_gamma: float = 0.05
     r1_interval: int = 4
@@ -90,10 +94,10 @@ class DistillConfig(ModelConfig):
         self.check_at_least_one("teacher_steps", "num_pairs", "emb_dim", "base_channels", "width", "num_layers", "r1_interval")
         if self.pair_seed < 0:
             raise InvalidArgument("pair_seed", f"must be >= 0, got {self.pair_seed}")
-        if min(self.regression_weight, self.adversarial_weight, self.r1_gamma) < 0 or not self.data_scale > 0:
+        if min(self.regression_weight, self.adversarial_weight, self.trajectory_weight, self.r1_gamma) < 0 or not self.data_scale > 0:
             raise InvalidArgument("regression_weight", "loss weights and r1_gamma must be >= 0 and data_scale > 0")
         self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
-        FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max)
+        FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max, self.time_power)
 
 
 
@@ -103,7 +107,7 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
     def __init__(self, config: DistillConfig, context: BuildContext) -> None:
         self.config = config
         self.context = context  # the teacher is loaded in train(), not here: sampling never needs it
-        self.process = FewStepProcess.vp(config.num_steps, config.beta_min, config.beta_max)
+        self.process = FewStepProcess.vp(config.num_steps, config.beta_min, config.beta_max, config.time_power)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
             self.G, self.D = build_networks(
@@ -137,21 +141,55 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
 
     # ---- training -------------------------------------------------------------------------------
 
-    def teacher_pairs(self, teacher: GenerativeModel) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_T, teacher's DDIM sample) for num_pairs seeded noises, both [M, ...] on the CPU."""
+    def teacher_pairs(self, teacher: GenerativeModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x_T, teacher's DDIM sample, states) for num_pairs seeded noises, on the CPU: x_T and samples [M, ...];
+        with ``trajectory_weight`` > 0, the teacher's states at the student's noise levels [M, T + 1, ...] (entry k
+        at level k: 0 the sample, T the noise), else None."""
         cfg = self.config
         seeds = per_sample_seeds(cfg.pair_seed, cfg.num_pairs)
-        noises, targets = [], []
+        noises, targets, states = [], [], []
         for start in range(0, len(seeds), PAIR_CHUNK):
             chunk = seeds[start : start + PAIR_CHUNK]
             request = SampleRequest(seeds=chunk, sampler=cfg.teacher_sampler, steps=cfg.teacher_steps)
-            y = teacher.sample(request).detach().to("cpu", torch.float32)
+            if cfg.trajectory_weight > 0:
+                path = self._teacher_states(teacher, request)  # [n, T + 1, ...]
+                states.append(path)
+                y = path[:, 0]
+            else:
+                y = teacher.sample(request).detach().to("cpu", torch.float32)
             if tuple(y.shape) != (len(chunk), *cfg.sample_shape):
                 raise InvalidArgument("teacher", f"{cfg.teacher!r} samples have shape {list(y.shape[1:])}, the student "
                                       f"{list(cfg.sample_shape)}; distil a teacher trained on the same dataset")
             noises.append(NoiseSource(chunk).randn(*cfg.sample_shape))  # the teacher's x_T (its first draw)
             targets.append(y)
-        return torch.cat(noises), torch.cat(targets)
+        return torch.cat(noises), torch.cat(targets), torch.cat(states) if states else None
+
+    def _teacher_states(self, teacher: GenerativeModel, request: SampleRequest) -> torch.Tensor:
+        """The teacher's chain at the student's noise levels: [n, T + 1, ...]. Level k of the student sits at time
+        s_k of the VP process; the teacher's DDIM steps are evenly spaced in time, so s_k is its state after
+        round((1 - s_k) x steps) of them. The noise level need not match exactly: the student learns the moves."""
+        if not isinstance(teacher, SteppedModel):
+            raise InvalidArgument("trajectory_weight", f"teacher {self.config.teacher!r} does not sample step by step; "
+                                  "use trajectory_weight=0 (end-to-end regression only)")
+        trajectory = teacher.begin(request)
+        states = [trajectory.state.x.detach().clone()] if hasattr(trajectory, "state") else []
+        while not trajectory.finished:
+            event = run_pass(teacher, [trajectory])[0]
+            if isinstance(event, BaseException):
+                raise event
+            states.append(trajectory.state.x.detach().clone())  # type: ignore[attr-defined]
+        if len(states) != trajectory.total + 1:
+            raise InvalidArgument("trajectory_weight", f"teacher {self.config.teacher!r} has no diffusion state to "
+                                  "follow; use trajectory_weight=0")
+        states[-1] = trajectory.result()
+        times = self.level_times()
+        picks = [round((1.0 - s) * trajectory.total) for s in times]  # level k -> the teacher's state index
+        return torch.stack([states[i] for i in picks], dim=1).to("cpu", torch.float32)
+
+    def level_times(self) -> list[float]:
+        """Time s in [0, 1] of each of the student's noise levels 0..T (0: data; T: the teacher's noise)."""
+        cfg = self.config
+        return [0.0] + [(k / cfg.num_steps) ** cfg.time_power for k in range(1, cfg.num_steps + 1)]
 
     def train(
         self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
@@ -164,15 +202,16 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
             raise InvalidArgument("teacher", "distillation loads its teacher from the registry; train through the hub "
                                   "(`genhub train distill ...` or Hub.train), which provides BuildContext.load_version")
         started = time.perf_counter()
-        x_T, targets = self.teacher_pairs(self.context.load_version(cfg.teacher))
+        x_T, targets, states = self.teacher_pairs(self.context.load_version(cfg.teacher))
         pair_time = time.perf_counter() - started
         self.to(options.device)
         targets = targets / cfg.data_scale
+        step_targets = None if states is None else self._step_targets(states / cfg.data_scale)
         data = dataset.data.to(torch.float32) / cfg.data_scale
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         opt_g = torch.optim.Adam(self.G.parameters(), lr=options.learning_rate, betas=betas)
         opt_d = torch.optim.Adam(self.D.parameters(), lr=options.learning_rate * cfg.d_lr_ratio, betas=betas)
-        log = LossLog(options.steps, ("d", "g", "regression"), progress, GAN_HINT)
+        log = LossLog(options.steps, ("d", "g", "regression", "trajectory"), progress, GAN_HINT)
         G, D = self.G.train(), self.D.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
@@ -197,6 +236,10 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
                 # -- student
                 regression = F.mse_loss(out, targets[idx].to(self.device))
                 loss = cfg.regression_weight * regression
+                per_step = torch.zeros(())
+                if step_targets is not None:
+                    per_step = self._trajectory_loss(G, *(part[idx].to(self.device) for part in step_targets))
+                    loss = loss + cfg.trajectory_weight * per_step
                 g_value = 0.0
                 if cfg.adversarial_weight > 0:
                     g_loss = g_loss_nonsaturating(D(out, None, None))
@@ -205,14 +248,33 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
                 optimizer_step(opt_g, loss)
                 self.train_steps += 1
                 ema_update(self.G_ema, G, ema_decay_at(self.train_steps, cfg.ema_decay))
-                log.add(step, options.learning_rate, d=d_value, g=g_value, regression=float(regression.detach()))
+                log.add(step, options.learning_rate, d=d_value, g=g_value, regression=float(regression.detach()),
+                        trajectory=float(per_step.detach()))
         D.requires_grad_(True)
         G.eval()
         D.eval()
         return TrainResult(losses=log.losses, extra={
             "d_losses": log.curves["d"], "g_losses": log.curves["g"], "regression_losses": log.curves["regression"],
+            "trajectory_losses": log.curves["trajectory"],
             "teacher": cfg.teacher, "teacher_pairs_s": pair_time, "log_every": log.every, "train_steps": self.train_steps,
         })
+
+    def _step_targets(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher states [M, T + 1, ...] -> (inputs, x_0 targets), each [M, T, ...]: entry k - 1 is step k's input
+        (the state at level k) and the x_0 whose DDIM step lands on the state at level k - 1."""
+        m, levels = states.shape[0], states.shape[1]
+        t = torch.arange(1, levels).repeat(m)  # [M * T]
+        x_t = states[:, 1:].reshape(m * (levels - 1), *states.shape[2:])
+        x_prev = states[:, :-1].reshape_as(x_t)
+        x0 = self.process.ddim_x0_between(x_t, x_prev, t)
+        return x_t.reshape(m, levels - 1, *states.shape[2:]), x0.reshape(m, levels - 1, *states.shape[2:])
+
+    def _trajectory_loss(self, net: nn.Module, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of every step's x_0 prediction on the teacher's states ([B, T, ...] each)."""
+        b, steps = x_t.shape[0], x_t.shape[1]
+        t = torch.arange(1, steps + 1, device=x_t.device).repeat(b)  # [B * T]
+        pred = net(x_t.flatten(0, 1), t, None)
+        return F.mse_loss(pred, x0.flatten(0, 1))
 
     # ---- sampling and weights -------------------------------------------------------------------
 

@@ -206,12 +206,14 @@ class PointDiscriminator(nn.Module):
 
 def build_networks(sample_shape: tuple[int, ...], *, z_dim: int, base_channels: int, channel_mults: tuple[int, ...],
                    width: int, num_layers: int, emb_dim: int, conditional_d: bool = True,
-                   fourier_octaves: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for [C, H, W] images or [D] points (``fourier_octaves``: points only)."""
+                   fourier_octaves: int = 0, d_fourier_octaves: int | None = None) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for [C, H, W] images or [D] points (``fourier_octaves``: points only; the
+    discriminator's are ``d_fourier_octaves``, by default the same)."""
     if len(sample_shape) == 1:
         dim = sample_shape[0]
+        d_octaves = fourier_octaves if d_fourier_octaves is None else d_fourier_octaves
         return (PointGenerator(dim, width, num_layers, z_dim, emb_dim, fourier_octaves),
-                PointDiscriminator(dim, width, num_layers, emb_dim, conditional_d, fourier_octaves))
+                PointDiscriminator(dim, width, num_layers, emb_dim, conditional_d, d_octaves))
     c, h = sample_shape[0], sample_shape[1]
     return (ImageGenerator(c, base_channels, channel_mults, z_dim, emb_dim),
             ImageDiscriminator(c, h, base_channels, channel_mults, emb_dim, conditional_d))

@@ -15,13 +15,18 @@ import torch
 from hub.errors import InvalidArgument
 
 
-def vp_alphas_cumprod(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3) -> torch.Tensor:
-    """[T + 1] float64 alpha-bar, entry 0 = 1, decreasing."""
+def vp_alphas_cumprod(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3,
+                      time_power: float = 1.0) -> torch.Tensor:
+    """[T + 1] float64 alpha-bar, entry 0 = 1, decreasing. Step k sits at time s = eps + (1 - eps) (k / T)^time_power:
+    a power above 1 moves steps towards low noise, so the last step only sharpens (on a mixture of narrow modes it
+    then snaps to the nearest mode instead of choosing one)."""
     if num_steps < 1:
         raise InvalidArgument("num_steps", f"must be >= 1, got {num_steps}")
     if not 0 < beta_min < beta_max:
         raise InvalidArgument("beta_min", f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
-    s = eps + (1.0 - eps) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    if not 0.25 <= time_power <= 4.0:
+        raise InvalidArgument("time_power", f"must be between 0.25 and 4 (1: evenly spaced steps), got {time_power}")
+    s = eps + (1.0 - eps) * (torch.arange(num_steps + 1, dtype=torch.float64) / num_steps) ** time_power
     log_abar = -(beta_min * s + 0.5 * (beta_max - beta_min) * s**2)
     return torch.exp(log_abar - log_abar[0])
 
@@ -48,8 +53,8 @@ class FewStepProcess:
         self.posterior_var = self.betas * (1.0 - prev) / denom  # 0 at t = 1: x_0 is then the mean itself
 
     @classmethod
-    def vp(cls, num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0) -> FewStepProcess:
-        return cls(vp_alphas_cumprod(num_steps, beta_min, beta_max))
+    def vp(cls, num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, time_power: float = 1.0) -> FewStepProcess:
+        return cls(vp_alphas_cumprod(num_steps, beta_min, beta_max, time_power=time_power))
 
     @property
     def num_steps(self) -> int:
@@ -93,6 +98,13 @@ class FewStepProcess:
         abar_t, abar_prev = _at(self.alphas_cumprod, t, x_t), _at(self.alphas_cumprod, t - 1, x_t)
         eps = (x_t - abar_t.sqrt() * x0) / (1.0 - abar_t).clamp_min(1e-12).sqrt()
         return abar_prev.sqrt() * x0 + (1.0 - abar_prev).sqrt() * eps
+
+    def ddim_x0_between(self, x_t: torch.Tensor, x_prev: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The x_0 estimate whose ``ddim_step`` from x_t lands exactly on x_prev: the target that makes a student's
+        step t reproduce a teacher's move between the same two noise levels (Salimans & Ho 2022, eq. 8)."""
+        abar_t, abar_prev = _at(self.alphas_cumprod, t, x_t), _at(self.alphas_cumprod, t - 1, x_t)
+        b = (1.0 - abar_prev).sqrt() / (1.0 - abar_t).clamp_min(1e-12).sqrt()  # weight of x_t in ddim_step
+        return (x_prev - b * x_t) / (abar_prev.sqrt() - b * abar_t.sqrt())
 
 
 def describe_schedule(process: FewStepProcess) -> list[dict[str, float]]:

@@ -23,6 +23,7 @@ from hub.model import (
     per_sample_seeds,
 )
 from hub.sampling import SamplerRegistry
+from hub.stepping import run_pass
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -61,8 +62,8 @@ def test_teacher_is_loaded_lazily_and_pairs_start_from_the_teachers_noise() -> N
     model = DistillFamily().build(DistillConfig(**TINY), context(teacher, loads))
     model.sample(SampleRequest(seeds=SEEDS))
     assert loads == []  # sampling a student never needs its teacher
-    x_T, targets = model.teacher_pairs(teacher)
-    assert x_T.shape == targets.shape == (64, 2)
+    x_T, targets, states = model.teacher_pairs(teacher)
+    assert x_T.shape == targets.shape == (64, 2) and states is None  # no trajectory loss: the samples alone
     torch.testing.assert_close(targets, 2.0 * torch.round(x_T))
     assert {(r.sampler, r.steps) for r in teacher.requests} == {("ddim", 3)}
 
@@ -116,3 +117,33 @@ def test_distilling_a_registered_ddpm_teacher_through_the_hub(hub: Hub) -> None:
     events: list[StepEvent] = []
     assert hub.generate("student", SampleRequest.from_seed(0, 4), events.append).samples.shape == (4, 2)
     assert len(events) == 2
+
+
+def test_trajectory_targets_follow_the_teachers_ddim_chain(hub: Hub) -> None:
+    options = TrainOptions(steps=2, batch_size=8, seed=0)
+    hub.train("ddpm", "gmm-grid25", model_name="teacher", options=options,
+              config_overrides={"base_channels": 16, "num_res_blocks": 1, "num_timesteps": 40,
+                                                 "default_steps": 8})
+    small = {k: v for k, v in TINY.items() if k not in ("sample_shape", "teacher")}
+    student = hub.train("distill", "gmm-grid25", model_name="student", options=options, parent="teacher",
+                        config_overrides={**small, "num_pairs": 16, "teacher_steps": 8, "num_steps": 2,
+                                          "time_power": 3.0, "trajectory_weight": 1.0, "regression_weight": 0.0})
+    assert student.config["trajectory_weight"] == 1.0
+    model, teacher = hub.load("student").model, hub.load("teacher").model
+    assert model.level_times() == [0.0, 0.125, 1.0]  # (k / T)^3: the middle level near the data
+    x_T, samples, states = model.teacher_pairs(teacher)
+    assert states is not None and states.shape == (16, 3, 2)  # levels 0..T of the teacher's chain
+    torch.testing.assert_close(states[:, 2], x_T)  # level T: the noise the teacher starts from
+    seeds = per_sample_seeds(model.config.pair_seed, 16)
+    torch.testing.assert_close(states[:, 0], teacher.sample(SampleRequest(seeds=seeds, sampler="ddim", steps=8)))
+    torch.testing.assert_close(samples, states[:, 0])
+    # level 1 (s = 0.125) is the teacher's state after 7 of its 8 steps
+    trajectory = teacher.begin(SampleRequest(seeds=seeds, sampler="ddim", steps=8))
+    for _ in range(7):
+        run_pass(teacher, [trajectory])
+    torch.testing.assert_close(states[:, 1], trajectory.state.x)
+    # each step's x_0 target is the one whose DDIM step lands on the teacher's next state
+    x_t, x0 = model._step_targets(states / model.config.data_scale)
+    t = torch.tensor([1, 2]).repeat(16)
+    landed = model.process.ddim_step(x0.flatten(0, 1), x_t.flatten(0, 1), t).reshape(16, 2, 2)
+    torch.testing.assert_close(landed, states[:, :2] / model.config.data_scale, rtol=1e-4, atol=1e-4)

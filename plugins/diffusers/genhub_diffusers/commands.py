@@ -16,6 +16,6 @@ from genhub_diffusers.importer import DATASET, import_pipeline
 @click.option("--tag", "tags", multiple=True, help="Extra version tag (repeatable).")
 @pass_hub
 def import_diffusers(ctx: HubContext, path: str, model_name: str, dataset: str, tags: tuple[str, ...]) -> None:
-    """Import a diffusers DDPMPipeline/DDIMPipeline folder (save_pretrained output) as a new version of NAME."""
+    """Import a diffusers DDPMPipeline, DDIMPipeline or StableDiffusionPipeline folder (save_pretrained output) as a new version of NAME."""
     version = import_pipeline(ctx.hub, path, model_name, dataset=dataset, tags=tags)
     out.print(f"registered {version.model}:{version.version} (sha256:{version.artifact_digest[:12]}) from {version.config['source']}")

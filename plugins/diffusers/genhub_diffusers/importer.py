@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hub.errors import InvalidArgument
 
-from genhub_diffusers.family import PREFIX, DiffusersConfig, DiffusersFamily
+from genhub_diffusers.family import DiffusersConfig, DiffusersFamily
 from genhub_diffusers.pipeline import PipelineFolder, check_unet, read_pipeline
 
 if TYPE_CHECKING:
@@ -34,11 +35,17 @@ def import_pipeline(
 ) -> VersionRecord:
     """Register the pipeline folder ``path`` as a new version of model ``name`` (family "diffusers")."""
     folder = read_pipeline(path)
-    config = DiffusersConfig.for_pipeline(folder.model_index, folder.unet, folder.scheduler, str(folder.path))
-    try:
-        tensors = {PREFIX + k: v for k, v in load_file(folder.weights).items()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InvalidArgument("path", f"{folder.weights} is not a readable safetensors file ({exc})") from None
+    config = DiffusersConfig.for_pipeline(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    for component, weights in folder.weights.items():
+        try:
+            tensors.update({f"{component}.{k}": v for k, v in load_file(weights).items()})
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InvalidArgument("path", f"{weights} is not a readable safetensors file ({exc})") from None
+    if folder.files:
+        from genhub_diffusers.latent import file_tensors
+
+        tensors.update(file_tensors(folder.files))
     _, model = hub.build(FAMILY, config.to_dict())  # the family must be installed, and the weights must fit
     model.load_state_dict(tensors)
     digest = hub.artifacts.put(tensors, metadata={"family": FAMILY, "config": config.to_json(), "source": str(folder.path)})
@@ -63,7 +70,10 @@ def card(folder: PipelineFolder, config: DiffusersConfig) -> str:
         "|---|---|",
         *(f"| `{name}` | `{digest}` |" for name, digest in folder.file_digests.items()),
         "",
-        f"Network: diffusers `UNet2DModel`, sample shape {list(check_unet(config.unet))}. "
+        f"Network: diffusers `{config.unet.get('_class_name', 'UNet2DModel')}`, sample shape {list(check_unet(config.unet))}"
+        + (f" (latents of an `AutoencoderKL`; text: transformers `CLIPTextModel`, prompts of at most "
+           f"{config.tokenizer.get('model_max_length', '?')} tokens, guidance {config.default_guidance} by default)"
+           if config.text_to_image else "") + ". "
         f"Scheduler: `{sched.get('_class_name')}`, {sched.get('num_train_timesteps', 1000)} steps, "
         f"`{sched.get('beta_schedule', 'linear')}` betas, predicts `{sched.get('prediction_type', 'epsilon')}`, "
         f"`{sched.get('timestep_spacing', 'leading')}` spacing.",

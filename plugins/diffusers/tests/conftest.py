@@ -53,6 +53,39 @@ def save_pipeline(tmp_path: Path) -> SavePipeline:
 
 
 @pytest.fixture
+def save_text_pipeline(tmp_path: Path) -> SavePipeline:
+    """save_text_pipeline(kind="ddim", seed=0, **scheduler_kwargs) -> folder of a tiny StableDiffusionPipeline."""
+    from genhub_diffusers.testing import save_text_pipeline
+
+    count = iter(range(1000))
+    return lambda kind="ddim", seed=0, **scheduler: save_text_pipeline(tmp_path / f"sd-{kind}-{next(count)}", kind, seed, **scheduler)
+
+
+Cli = Callable[..., "tuple[int, str, str]"]
+
+
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """cli(home, *args): `genhub ARGS` in this process (start-up, diffusers' import included, paid once) -> (exit code,
+    stdout, stderr); only the ddpm and diffusers plugins load (no other bundled checkpoints to sync)."""
+    from hub.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("GENHUB_LOAD_PLUGINS", "ddpm,diffusers")
+
+    def run(home: Path, *args: str) -> tuple[int, str, str]:
+        try:
+            main(["--home", str(home), *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Any]:
     from hub.core import Hub
 

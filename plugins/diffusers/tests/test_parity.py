@@ -116,3 +116,20 @@ def test_requests_batched_pass_by_pass_sample_what_they_do_alone(hub: Any, save_
     for trajectory, expected in zip(trajectories, alone):
         torch.testing.assert_close(trajectory.result(), expected, atol=1e-4, rtol=0)  # the UNet rounds per batch size
     assert model.sample_cost(requests[1]).total == 6 * 2 * 3 * 8 * 8
+
+
+def test_class_conditional_samples_equal_the_ddim_loop_with_class_labels(hub: Any, save_pipeline: Any) -> None:
+    """diffusers has no pipeline for a class-conditional UNet2DModel: the reference is DDIMPipeline's loop written out,
+    with ``class_labels`` passed to the UNet, from the same per-row noise."""
+    folder = save_pipeline("ddim", unet={"num_class_embeds": 3})
+    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet")
+    scheduler = diffusers.DDIMScheduler.from_pretrained(folder / "scheduler")
+    scheduler.set_timesteps(8)
+    labels = torch.tensor([2, 0])
+    x = torch.stack([torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t, class_labels=labels).sample, t, x, eta=0.0).prev_sample
+    version = import_pipeline(hub, folder, "labelled")
+    ours = hub.generate(version.ref, SampleRequest(seeds=SEEDS, steps=8, class_labels=[2, 0]), log=False).samples
+    torch.testing.assert_close(ours, x.clamp(-1, 1), atol=1e-4, rtol=0)
