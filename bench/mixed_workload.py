@@ -1,20 +1,23 @@
 """Mixed workload, request-level against step-level batching in one run (section (d) of bench/serving.py).
 
-    python bench/mixed_workload.py               # a fresh small DDPM in a temp registry, 60 s per server
+    python bench/mixed_workload.py               # a fresh small DDPM in a temp registry, 60 s of arrivals per server
     python bench/mixed_workload.py --quick       # a smoke run
 
 Poisson arrivals at ``--rate`` requests/s for ``--duration`` seconds; each request draws its steps from
 ``--step-classes`` (10, 50, 250) and 1-4 samples, streams, and records its latency and its time to the first
-progress event. The same arrival schedule (fixed seed) goes to a server with ``step_level=False`` (requests
-with equal settings merged into one sampling call, run to the end) and one with step-level batching. Reported:
-images/s and network passes/s (read from the server's engine), p50/p99 latency per step class, p50/p99 time to
-first progress. Both servers run in this process (``BackgroundServer``) so their engines' pass counts can be read.
+progress event. The same arrival schedules (fixed seeds; ``--rounds`` of them, each ``duration / rounds`` long)
+go in alternating order (ABBA...) to a server with ``step_level=False`` (requests with equal settings merged into
+one sampling call, run to the end) and one with step-level batching, each schedule run to its last request.
+Reported: images/s and network passes/s (read from the server's engine), the mean time of one network pass,
+p50/p99 latency per step class, p50/p99 time to first progress (also in passes). Both servers run in this process
+(``BackgroundServer``) so their engines' pass counts and times can be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -89,24 +92,32 @@ class PassTimes(EngineObserver):
         self.inner.on_outcome(job)
 
 
-def measure(hub: Hub, ref: str, plan: list[tuple[float, int, int]], sampler: str, step_level: bool) -> dict[str, Any]:
-    """Run ``plan`` against a fresh server; the records plus the server's pass count and busy seconds."""
-    with BackgroundServer(hub, "127.0.0.1:0", step_level=step_level) as server:
-        engine = server.handle.engine
-        engine.observer = timing = PassTimes(engine.observer)  # before the first request: lanes take it when made
+def measure(hub: Hub, ref: str, plans: list[list[tuple[float, int, int]]], sampler: str) -> dict[str, dict[str, Any]]:
+    """Each plan against a request-level and a step-level server, alternating which goes first (ABBA...), each
+    plan run to its last request: per server its records, seconds, network passes, busy seconds and load averages."""
+    with contextlib.ExitStack() as stack:
+        servers = {label: stack.enter_context(BackgroundServer(hub, "127.0.0.1:0", step_level=step_level))
+                   for label, step_level in (("request-level", False), ("step-level", True))}
+        timings = {}
+        for label, server in servers.items():
+            engine = server.handle.engine
+            engine.observer = timings[label] = PassTimes(engine.observer)  # before the first request: lanes take it
         DRIVE_METADATA[:] = auth.bearer_metadata(auth.client_token(auth.GENERATE, hub.home)) or []
-        warm = [(0.0, min(s for _, s, _ in plan), 1)]
-        asyncio.run(_drive(server.address, ref, warm, sampler))  # load the model, build kernels
-        before = server.run(lambda: sum(lane.passes_run for lane in engine.lanes.values()))
-        calls_before = len(timing.calls)
-        load = os.getloadavg()[0]
-        started = time.perf_counter()
-        records = asyncio.run(_drive(server.address, ref, plan, sampler))
-        elapsed = time.perf_counter() - started
-        passes = server.run(lambda: sum(lane.passes_run for lane in engine.lanes.values())) - before
-        busy = sum(timing.calls[calls_before:])
-    return {"records": records, "elapsed": elapsed, "passes": passes, "busy": busy,
-            "loads": (load, os.getloadavg()[0])}
+        totals = {label: {"records": [], "elapsed": 0.0, "passes": 0, "busy": 0.0, "loads": []} for label in servers}
+        for label, server in servers.items():  # load the model, build kernels
+            asyncio.run(_drive(server.address, ref, [(0.0, min(s for p in plans for _, s, _ in p), 1)], sampler))
+        for round_, plan in enumerate(plans):
+            for label in (list(servers) if round_ % 2 == 0 else list(servers)[::-1]):
+                server, timing, total = servers[label], timings[label], totals[label]
+                lanes = server.handle.engine.lanes
+                before, calls_before = server.run(lambda: sum(lane.passes_run for lane in lanes.values())), len(timing.calls)
+                total["loads"].append(os.getloadavg()[0])
+                started = time.perf_counter()
+                total["records"] += asyncio.run(_drive(server.address, ref, plan, sampler))
+                total["elapsed"] += time.perf_counter() - started
+                total["passes"] += server.run(lambda: sum(lane.passes_run for lane in lanes.values())) - before
+                total["busy"] += sum(timing.calls[calls_before:])
+    return totals
 
 
 def _p(values: list[float], q: float) -> float:
@@ -130,7 +141,7 @@ def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, 
         f50, f99 = statistics.median(first), _p(first, 0.99)
         lines.append(f"    {label:<14}{images:>9.2f}  {result['passes'] / result['elapsed']:>8.1f}  {pass_ms:>7.1f}{cells}"
                      f"   {f50:>8.1f} /{f99:>8.1f} ({f50 / pass_ms:.1f} / {f99 / pass_ms:.1f})"
-                     f"   {result['loads'][0]:.1f}-{result['loads'][1]:.1f}")
+                     f"   {min(result['loads']):.1f}-{max(result['loads']):.1f}")
     lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both; "
                  "pass ms: busy sampling time / network passes)")
     if set(results) == {"request-level", "step-level"}:
@@ -143,11 +154,9 @@ def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, 
     return lines
 
 
-def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int]) -> list[str]:
-    plan = schedule(rate, duration, classes)
-    results = {label: measure(hub, ref, plan, sampler, step_level)
-               for label, step_level in (("request-level", False), ("step-level", True))}
-    return render(results, classes, rate, duration)
+def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int], rounds: int) -> list[str]:
+    plans = [schedule(rate, duration / rounds, classes, seed=round_) for round_ in range(rounds)]
+    return render(measure(hub, ref, plans, sampler), classes, rate, duration)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--step-classes", default="10,50,250")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="the duration is cut into this many schedules, each sent to both servers in turn (ABBA...), "
+                             "so that a shared machine's drifting load weighs on both alike")
     parser.add_argument("--quick", action="store_true")
     args, rest = parser.parse_known_args(argv)
     sargs = serving.parse_args(rest + (["--quick"] if args.quick else []))
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hub, ref, _, _ = serving.prepare(sargs, Path(tmp))
         try:
-            lines = run_mixed(hub, ref, sargs.sampler, args.rate, args.duration, classes)
+            lines = run_mixed(hub, ref, sargs.sampler, args.rate, args.duration, classes, args.rounds)
         finally:
             hub.close()
     print(f"genhub mixed-workload benchmark: {ref}, {sargs.sampler}")

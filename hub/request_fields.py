@@ -57,6 +57,7 @@ class RequestField:
     type: type  # int, float, str or bool
     unsigned: bool
     oneof: str | None  # the oneof it belongs to (e.g. "conditioning"): at most one member may be given
+    proto_type: int = FieldDescriptor.TYPE_STRING  # FieldDescriptor.TYPE_*: the wire width (other wire formats map it)
 
     def set(self, message: Any, value: Any) -> None:
         """Set ``value`` on ``message``; a negative unsigned value is refused (protobuf would raise a bare ValueError)."""
@@ -75,7 +76,8 @@ def scalar_fields(descriptor: Descriptor = generation_pb2.GenerateRequest.DESCRI
             continue
         oneof = field.containing_oneof
         real = oneof is not None and not oneof.name.startswith("_")  # proto3 `optional` is a synthetic oneof "_name"
-        fields[field.name] = RequestField(field.name, _TYPES[field.type], field.type in _UNSIGNED, oneof.name if real else None)
+        fields[field.name] = RequestField(field.name, _TYPES[field.type], field.type in _UNSIGNED, oneof.name if real else None,
+                                          field.type)
     return fields
 
 

@@ -36,6 +36,9 @@ def test_every_generate_request_field_is_reachable_from_the_cli_and_the_client()
         assert name in request_fields.FIELDS or name in request_fields.STRUCTURED, f"{name}: neither scalar nor structured"
         assert name in options or CLI_STRUCTURED.get(name) in options or name in CLI_EXEMPT, \
             f"GenerateRequest.{name} has no `genhub generate` option"
+    from hub.server.inference_codec import INPUTS, ROUTING
+
+    assert set(INPUTS) == set(request_fields.FIELDS) - set(ROUTING)  # the Open Inference Protocol's inputs too
     structured = build_request("m", task=None, params={"k": 1}, format="tensor")
     assert (structured.model, structured.params["k"].int_value, structured.format) == ("m", 1, types_pb2.IMAGE_FORMAT_RAW_TENSOR)
     routed = build_request(task="digits", condition=7)

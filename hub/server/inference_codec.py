@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 
 from hub.errors import InvalidArgument
 from hub.images import to_uint8
 from hub.inference import grpc_predict_v2_pb2 as pb
+from hub.request_fields import FIELDS
 from hub.server import convert
 from hub.v1 import generation_pb2, types_pb2
 
@@ -28,23 +30,25 @@ SERVER_NAME = "genhub"
 EXTENSIONS: tuple[str, ...] = ()  # none of the protocol's optional extensions (model repository, statistics, ...)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name  # inference.GRPCInferenceService
 IMAGES, SAMPLES = "images", "samples"
-INPUTS: dict[str, str] = {  # name -> datatype; the names are hub.v1 GenerateRequest's fields
-    "seed": "UINT64",
-    "num_samples": "INT32",
-    "steps": "INT32",
-    "sampler": "BYTES",
-    "eta": "FP32",
-    "guidance_scale": "FP32",
-    "truncation": "FP32",
-    "class_label": "INT32",
-    "prompt": "BYTES",
+_DATATYPES = {  # hub.v1 field type -> the protocol's datatype (uint32 as INT32: a negative value is refused below)
+    FieldDescriptor.TYPE_UINT64: "UINT64", FieldDescriptor.TYPE_UINT32: "INT32", FieldDescriptor.TYPE_INT32: "INT32",
+    FieldDescriptor.TYPE_INT64: "INT64", FieldDescriptor.TYPE_FLOAT: "FP32", FieldDescriptor.TYPE_DOUBLE: "FP64",
+    FieldDescriptor.TYPE_STRING: "BYTES", FieldDescriptor.TYPE_BOOL: "BOOL",
+}
+ROUTING = ("latency_budget_ms",)  # hub.v1's task routing; the protocol names its model
+# name -> datatype: every scalar GenerateRequest field (hub.request_fields), so a new one is an input with no edit here
+_FIRST = ("seed", "num_samples", "steps", "sampler")  # the order ModelMetadata has always listed; the rest in proto order
+INPUTS: dict[str, str] = {
+    name: _DATATYPES[FIELDS[name].proto_type]
+    for name in sorted((n for n in FIELDS if n not in ROUTING), key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0))
 }
 TIMEOUT_PARAMETER = "timeout"  # Triton's per-request timeout parameter, in microseconds
 MAX_VERSION_CHARS = 18  # model_version: digits of a positive int64
-_RAW = {"UINT64": "<u8", "INT32": "<i4", "FP32": "<f4"}  # little-endian element layouts of raw contents
-_TYPED = {"UINT64": "uint64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "BYTES": "bytes_contents"}
+_RAW = {"UINT64": "<u8", "INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": "<f8", "BOOL": "?"}  # little-endian
+_TYPED = {"UINT64": "uint64_contents", "INT32": "int_contents", "INT64": "int64_contents", "FP32": "fp32_contents",
+          "FP64": "fp64_contents", "BYTES": "bytes_contents", "BOOL": "bool_contents"}
 _CONTENT_FIELDS = tuple(pb.InferTensorContents.DESCRIPTOR.fields_by_name)
-_UNSIGNED = ("num_samples", "steps")  # uint32 in hub.v1: a negative value is out of range, not a wrap-around
+_UNSIGNED = tuple(n for n, f in FIELDS.items() if f.unsigned)  # in hub.v1: a negative value is out of range, not a wrap
 
 
 def model_ref(name: str, version: str, *, name_field: str = "model_name", version_field: str = "model_version") -> str:
@@ -240,7 +244,7 @@ class Signature:
 def signature(model: Any, family: str) -> Signature:
     """Read from a loaded model's capabilities: the inputs it accepts, its output kind and sample shape."""
     caps = model.capabilities
-    accepted = {
+    accepted = {  # a field not named here (a new one) is listed for every model; its validation answers for it
         "seed": True, "num_samples": True,
         "steps": caps.default_sampler is not None, "sampler": caps.default_sampler is not None,  # a choice of sampler
         "eta": caps.eta, "guidance_scale": caps.guidance, "truncation": caps.truncation,
@@ -252,7 +256,7 @@ def signature(model: Any, family: str) -> Signature:
     else:
         c, h, w = shape if len(shape) == 3 else (-1, -1, -1)
         output = (IMAGES, "UINT8", (-1, h, w, c))
-    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if accepted[a]), output)
+    return Signature(f"genhub-{family}", tuple(a for a in INPUTS if accepted.get(a, True)), output)
 
 
 def metadata_response(name: str, versions: list[int], sig: Signature) -> pb.ModelMetadataResponse:

@@ -2,8 +2,9 @@
 
 The app serves a tiny hub of its own (a real SQLite file in a tmp dir): the two
 models of the shared client suite, ``tiny-scale`` (short autoscaling delays) and
-``tiny-kill`` (two replicas, for the replica-failure test) and ``tiny-queue`` (one
-request at a time, one more queued: the queue-limit test). Ray workers find the
+``tiny-kill`` (two replicas, for the replica-failure test), ``tiny-queue`` (one
+request at a time, one more queued: the queue-limit test) and ``tiny-sd`` (a tiny
+StableDiffusionPipeline folder imported with genhub-diffusers). Ray workers find the
 tiny test family through an entry point on PYTHONPATH, as a subprocess server does.
 At the end, every process Ray started must be gone.
 """
@@ -26,6 +27,7 @@ SCALE_MODEL = "tiny-scale"
 KILL_MODEL = "tiny-kill"
 KILL_MAX_ONGOING = 4
 QUEUE_MODEL = "tiny-queue"
+IMPORTED_MODEL = "tiny-sd"  # a StableDiffusionPipeline folder imported with genhub-diffusers
 QUEUE = {"max_ongoing_requests": 1, "max_queued_requests": 1, "max_batch_size": 1}
 SCALE = {  # short delays (NOTES.md): scale-up decided within seconds, back down ~10 s after the load stops
     "num_cpus": 0.1, "min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2, "max_ongoing_requests": 4,
@@ -70,6 +72,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     register_trained(opened.hub, SCALE_MODEL, "digits")
     register_trained(opened.hub, KILL_MODEL, "digits")
     register_trained(opened.hub, QUEUE_MODEL, "digits")
+    from genhub_diffusers import import_pipeline
+    from genhub_diffusers.testing import save_text_pipeline
+
+    import_pipeline(opened.hub, save_text_pipeline(tmp_path_factory.mktemp("sd-pipeline") / "sd"), IMPORTED_MODEL)
     yield opened
     opened.hub.close()
 
@@ -95,6 +101,7 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         SCALE_MODEL: base.replace(SCALE, "tests"),
         QUEUE_MODEL: base.replace(QUEUE, "tests"),
         KILL_MODEL: base.replace({"min_replicas": 2, "max_replicas": 2, "max_ongoing_requests": KILL_MAX_ONGOING}, "tests"),
+        IMPORTED_MODEL: base.replace({"num_cpus": 0.02}, "tests"),
         # every checkpoint the plugins ship, as `genhub serve --backend ray` serves them (small CPU shares)
         **{name: base.replace({"num_cpus": 0.02}, "tests") for name in bundled_models(tiny.hub)},
     }

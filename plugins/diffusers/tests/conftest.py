@@ -52,52 +52,13 @@ def save_pipeline(tmp_path: Path) -> SavePipeline:
     return save
 
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-MAX_TOKENS = 24  # the tiny tokenizer's model_max_length: start, up to 22 letters, end
-
-
-def tiny_tokenizer() -> Any:
-    """A CLIPTokenizer over single letters (no merges), written in the test: no download."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in LETTERS:
-        vocab[c], vocab[c + "</w>"] = len(vocab), len(vocab) + 1
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS)
-
-
 @pytest.fixture
 def save_text_pipeline(tmp_path: Path) -> SavePipeline:
-    """save_text_pipeline(kind="ddim", seed=0, **scheduler_kwargs) -> folder of a tiny StableDiffusionPipeline
-    (8x8x4 latents, 16x16 images) with that scheduler, saved as save_pretrained writes it."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """save_text_pipeline(kind="ddim", seed=0, **scheduler_kwargs) -> folder of a tiny StableDiffusionPipeline."""
+    from genhub_diffusers.testing import save_text_pipeline
 
     count = iter(range(1000))
-
-    def save(kind: str = "ddim", seed: int = 0, **scheduler: Any) -> Path:
-        folder = tmp_path / f"sd-{kind}-{next(count)}"
-        torch.manual_seed(seed)
-        unet = diffusers.UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=16, attention_head_dim=2,
-        )
-        vae = diffusers.AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(4, 8), norm_num_groups=2, sample_size=16,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=2 + 2 * len(LETTERS), hidden_size=16, intermediate_size=24, num_attention_heads=2, num_hidden_layers=2,
-            max_position_embeddings=MAX_TOKENS, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-        ))
-        sampler = diffusers.DDIMScheduler(**scheduler) if kind == "ddim" else diffusers.DDPMScheduler(**scheduler)
-        diffusers.StableDiffusionPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=tiny_tokenizer(), unet=unet, scheduler=sampler,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        ).save_pretrained(folder)
-        return folder
-
-    return save
+    return lambda kind="ddim", seed=0, **scheduler: save_text_pipeline(tmp_path / f"sd-{kind}-{next(count)}", kind, seed, **scheduler)
 
 
 Cli = Callable[..., "tuple[int, str, str]"]

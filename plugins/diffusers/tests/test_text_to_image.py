@@ -16,9 +16,9 @@ from hub.model import SampleRequest
 
 from genhub_diffusers import import_pipeline
 from genhub_diffusers.pipeline import UnsupportedPipeline
+from genhub_diffusers.testing import MAX_TOKENS
 
 import diffusers
-from conftest import MAX_TOKENS
 
 SEEDS = [7, 8]
 PROMPTS = ["a red circle", "blue square at the top"]
