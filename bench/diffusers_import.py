@@ -2,6 +2,7 @@
 
     python bench/diffusers_import.py            # a small random-weight DDIMPipeline, DDIM-50, batch 1 and 8
     python bench/diffusers_import.py --quick    # a smoke run (seconds)
+    python bench/diffusers_import.py --text     # a tiny StableDiffusionPipeline: prompts, guidance 7.5
 
 Builds a DDIMPipeline (UNet2DModel, block_out_channels (32, 64), 32x32x3) with random weights, saves it,
 imports it with ``genhub_diffusers.import_pipeline`` into a temp registry, then samples the same seeds both
@@ -36,6 +37,9 @@ from hub.model import SampleRequest  # noqa: E402
 from genhub_diffusers import import_pipeline  # noqa: E402
 
 
+PROMPTS = ["a red circle", "blue square at the top", "green"]
+
+
 def build(folder: Path, width: int, size: int) -> None:
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(
@@ -58,6 +62,8 @@ def timed(run, repeats: int) -> tuple[float, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--text", action="store_true", help="a tiny StableDiffusionPipeline (genhub_diffusers.testing), "
+                        "prompts with guidance 7.5; needs genhub-diffusers[text]")
     args = parser.parse_args()
     width, size, steps, repeats, batches = (8, 8, 5, 1, (1, 2)) if args.quick else (32, 32, 50, 3, (1, 8))
     assert batches[0] == 1  # the first run gives each seed's image sampled alone
@@ -65,21 +71,30 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pipeline"
-        build(folder, width, size)
-        pipe = diffusers.DDIMPipeline.from_pretrained(folder)
+        if args.text:
+            from genhub_diffusers.testing import save_text_pipeline
+
+            save_text_pipeline(folder)
+            pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder)
+        else:
+            build(folder, width, size)
+            pipe = diffusers.DDIMPipeline.from_pretrained(folder)
         pipe.set_progress_bar_config(disable=True)
         with Hub.open(db_url=f"sqlite:///{tmp}/r.db", home=Path(tmp) / "home", sync=False) as hub:
             ref = import_pipeline(hub, folder, "bench").ref
             hub.load(ref)
             for n in batches:
                 seeds = list(range(100, 100 + n))
+                prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)] if args.text else None
 
                 def ours() -> torch.Tensor:
-                    return hub.generate(ref, SampleRequest(seeds=seeds, steps=steps), log=False).samples
+                    request = SampleRequest(seeds=seeds, steps=steps, prompts=prompts, guidance_scale=7.5 if prompts else None)
+                    return hub.generate(ref, request, log=False).samples
 
                 def theirs() -> torch.Tensor:
                     generators = [torch.Generator().manual_seed(s) for s in seeds]
-                    images = pipe(batch_size=n, generator=generators, num_inference_steps=steps, output_type="np").images
+                    kwargs = {"prompt": prompts, "guidance_scale": 7.5} if prompts else {"batch_size": n}
+                    images = pipe(generator=generators, num_inference_steps=steps, output_type="np", **kwargs).images
                     return torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2) * 2 - 1
 
                 t_ours, a = timed(ours, repeats)
@@ -88,7 +103,8 @@ def main() -> None:
                     alone = b[0]
                 rows.append((n, t_theirs / n * 1e3, t_ours / n * 1e3, float((a - b).abs().max()), float((b[0] - alone).abs().max())))
     params = sum(p.numel() for p in pipe.unet.parameters())
-    print(f"DDIM-{steps}, UNet2DModel {params / 1e6:.2f} M params, {size}x{size}x3, on {platform.machine()} "
+    shape = "16x16x3 (8x8x4 latents), prompts, guidance 7.5" if args.text else f"{size}x{size}x3"
+    print(f"DDIM-{steps}, {type(pipe.unet).__name__} {params / 1e6:.2f} M params, {shape}, on {platform.machine()} "
           f"x{torch.get_num_threads()} thread(s), torch {torch.__version__}, diffusers {diffusers.__version__}")
     print(f"{'batch':>5}  {'diffusers ms/img':>16}  {'genhub ms/img':>13}  {'max |genhub - diffusers|':>24}  "
           f"{'max |diffusers alone - in batch|':>32}")
