@@ -27,6 +27,7 @@ from hub.core import Hub
 from hub.engine import Engine, EngineOptions
 from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
 from hub.engine.models import ModelCache
+from hub.metrics import Sink
 from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
@@ -119,6 +120,7 @@ async def start(
     max_receive_bytes: int = MAX_RECEIVE_BYTES,
     reflection_enabled: bool = True,
     health_needs_token: bool = False,
+    metrics: Sink | None = None,
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
@@ -128,7 +130,8 @@ async def start(
     registry is asked again (an alias moved by another process shows up within it).
     ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
     first start creates them and writes ``tokens.json`` into the hub's home. ``tls``:
-    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
+    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``. ``metrics``: where the
+    engine and the generation RPCs record their series (``hub.metrics.Metrics``; None: not recorded).
     """
     check_exposure(address, tls, insecure)
     options = EngineOptions(
@@ -138,6 +141,8 @@ async def start(
     )
     models = ModelCache(max_loaded_models, max_loaded_bytes)
     hub_thread = HubThread(hub)
+    if hub.log_enabled:  # the log's writer starts now: its first id block is reserved before the first request ends
+        await hub_thread.run(lambda: hub.generation_log)
     interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
     if auth_enabled:
         written = await hub_thread.run(auth.create_initial_tokens, hub.registry, hub.home)
@@ -157,7 +162,7 @@ async def start(
         ],
     )
     resolver = Resolver(hub_thread, alias_ttl_s)
-    generation = GenerationService(hub_thread, resolver, options, models)
+    generation = GenerationService(hub_thread, resolver, options, models, metrics)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
     inference = InferenceService(generation)

@@ -120,3 +120,10 @@ def test_ddgan_trains_registers_and_generates_through_the_hub(hub: Hub) -> None:
     events: list[StepEvent] = []
     generation = hub.generate("dd:1", SampleRequest.from_seed(0, 5), events.append)
     assert generation.samples.shape == (5, 2) and len(events) == 4
+
+
+def test_fourier_features_can_be_kept_out_of_the_discriminator() -> None:
+    both = build(**TINY_POINTS, fourier_octaves=3)
+    g_only = build(**TINY_POINTS, fourier_octaves=3, fourier_in_d=False)
+    assert both.G.fc_in.in_features == g_only.G.fc_in.in_features == 2 * 7 + 2  # x, 3 sin and 3 cos each; z
+    assert (both.D.fc_in.in_features, g_only.D.fc_in.in_features) == (4 * 7, 4)  # (x_{t-1}, x_t) encoded, or raw

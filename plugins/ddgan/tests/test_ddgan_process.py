@@ -79,3 +79,21 @@ def test_ddim_step_with_the_true_x0_lands_on_the_same_noise_one_step_earlier(t: 
     steps = torch.full((4,), t)
     x_t = proc.q_sample(x0, steps, eps)
     torch.testing.assert_close(proc.ddim_step(x0, x_t, steps), proc.q_sample(x0, steps - 1, eps))
+
+
+def test_time_power_moves_the_levels_towards_the_data() -> None:
+    even, skewed = vp_alphas_cumprod(4), vp_alphas_cumprod(4, time_power=2.0)
+    torch.testing.assert_close(skewed[[0, 2, 4]], even[[0, 1, 4]])  # (2/4)^2 = 1/4: level 2 sits where level 1 was
+    assert float(skewed[1]) > 0.95 > float(even[1])  # the last step starts at noise std 0.21, not 0.69
+    with pytest.raises(InvalidArgument, match="time_power"):
+        vp_alphas_cumprod(4, time_power=0.0)
+
+
+def test_x0_between_two_states_is_what_the_ddim_step_needs() -> None:
+    proc = FewStepProcess.vp(4, time_power=2.0)
+    gen = torch.Generator().manual_seed(0)
+    x_t, x_prev = torch.randn(8, 2, generator=gen), torch.randn(8, 2, generator=gen)
+    t = torch.tensor([1, 2, 3, 4, 1, 2, 3, 4])
+    x0 = proc.ddim_x0_between(x_t, x_prev, t)
+    torch.testing.assert_close(proc.ddim_step(x0, x_t, t), x_prev)
+    torch.testing.assert_close(x0[t == 1], x_prev[t == 1])  # the last step lands on x_0 itself
