@@ -83,9 +83,9 @@ class PassTimes(EngineObserver):
     def __init__(self, inner: EngineObserver) -> None:
         self.inner, self.calls = inner, []
 
-    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
         self.calls.append(seconds)
-        self.inner.on_pass(lane, rows, requests, seconds)
+        self.inner.on_pass(lane, rows, requests, seconds, passes)
 
     def on_queue(self, lane: str, queued_cost: int, pending: int, active: int) -> None:
         self.inner.on_queue(lane, queued_cost, pending, active)
