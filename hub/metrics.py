@@ -17,7 +17,9 @@ that never resolved to a version counts under model="" version=""), so hostile n
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator, Protocol
 
@@ -28,6 +30,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from hub.engine.jobs import EngineObserver, Job
 from hub.server.status import status_for
+
+access_log = logging.getLogger("hub.access")  # one record per generation request (JSON lines: hub.server.logs)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -182,8 +186,10 @@ class MetricsObserver(EngineObserver):
 class Request:
     """One generation RPC being timed; ``resolved`` names the version once the request found it."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: str = "") -> None:
+        self.request_id = request_id[:128] or uuid.uuid4().hex[:16]
         self.model = self.version = ""
+        self.queue_s: float | None = None  # set once the engine ran it
         self.started = time.perf_counter()
 
     def resolved(self, version: Any) -> None:
@@ -191,9 +197,10 @@ class Request:
 
 
 @contextmanager
-def request(sink: Sink | None) -> Iterator[Request]:
-    """Time a generation RPC and count it under the gRPC status name it ends with (OK, NOT_FOUND, CANCELLED...)."""
-    timed = Request()
+def request(sink: Sink | None, request_id: str = "") -> Iterator[Request]:
+    """Time a generation RPC and count it under the gRPC status name it ends with (OK, NOT_FOUND, CANCELLED...);
+    one access-log record for it (``request_id``: the caller's, else a new one)."""
+    timed = Request(request_id)
     code = "OK"
     try:
         yield timed
@@ -204,5 +211,10 @@ def request(sink: Sink | None) -> Iterator[Request]:
         code = status_for(exc)[0].name
         raise
     finally:
+        seconds = time.perf_counter() - timed.started
         if sink is not None:
-            sink.request_done(timed.model, timed.version, code, time.perf_counter() - timed.started)
+            sink.request_done(timed.model, timed.version, code, seconds)
+        access_log.info("%s %s:%s %s in %.1f ms", timed.request_id, timed.model or "-", timed.version or "-", code,
+                        seconds * 1000, extra={"request_id": timed.request_id, "model": timed.model,
+                                               "version": timed.version, "code": code, "duration_s": round(seconds, 6),
+                                               "queue_s": None if timed.queue_s is None else round(timed.queue_s, 6)})

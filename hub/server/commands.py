@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +49,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
               help="Largest request message accepted, MiB.")
 @click.option("--no-reflection", is_flag=True, help="Do not serve gRPC reflection.")
 @click.option("--health-needs-token", is_flag=True, help="grpc.health.v1 needs a generate token too (open by default).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line, with a record per generation request (request id, model, version, "
+                   "code, durations).")
 @click.option("--metrics-address", metavar="HOST:PORT",
               help="local: serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:9464).")
 @click.option("--log-retention", metavar="AGE", help="Delete generation log records older than AGE (e.g. 30d), hourly.")
@@ -59,7 +61,7 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
           max_request_seconds: float, max_loaded_models: int, max_loaded_bytes: int | None, request_level: bool, grace: float,
           db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
           ray_address: str | None, no_auth: bool, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
-          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool, metrics_address: str | None,
+          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool, log_format: str, metrics_address: str | None,
           log_retention: str | None, no_generation_log: bool) -> None:
     """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM.
 
@@ -72,7 +74,9 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
     from hub.server.app import serve as serve_async
     from hub.tls import ServerTls, check_exposure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hub.server import logs
+
+    logs.configure(log_format)
     parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
     db_url, home_dir = db or getattr(parent, "db", None), home or getattr(parent, "home", None)
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):

@@ -285,7 +285,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         self.models = models if models is not None else ModelCache()
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        with series.request(self.metrics) as timed:
+        with series.request(self.metrics, request_id(context)) as timed:
             return await self._generate(convert.parse_generate(request), call_deadline(context), timed)
 
     async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
@@ -302,12 +302,13 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             await asyncio.shield(job.future)
         finally:
             job.cancel()  # no-op once finished; otherwise the RPC ended early: stop at the next pass
+        timed.queue_s = job.outcome.queue_s if job.outcome is not None else None
         return convert.annotate_response(generate_response(job), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
-        with series.request(self.metrics) as timed:
+        with series.request(self.metrics, request_id(context)) as timed:
             parsed = convert.parse_generate(request.request, request.preview_every)
             events: Latest[generation_pb2.Progress] = Latest()
             job, parsed = await self._submit(parsed, call_deadline(context), events=events, timed=timed)
@@ -319,6 +320,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 await job.future
             finally:
                 job.cancel()  # a client that went away stops its sampling at the next pass
+            timed.queue_s = job.outcome.queue_s if job.outcome is not None else None
             yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(generate_response(job), parsed))
 
     async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *,
@@ -351,6 +353,11 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
 
     async def close(self) -> None:
         await self.engine.close()
+
+
+def request_id(context: aio.ServicerContext) -> str:
+    """The caller's ``x-request-id`` metadata ("" when it sent none: the access log makes one up)."""
+    return next((str(value) for key, value in context.invocation_metadata() or () if key == "x-request-id"), "")
 
 
 def call_deadline(context: aio.ServicerContext) -> float | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import json
+import logging
 import urllib.request
+from collections import Counter
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub import errors
 from hub.client import RemoteGeneration
 from hub.metrics import Metrics
+from hub.server.logs import JsonFormatter
 from tests.server.harness import IMAGE_MODEL, REPO, TinyHub, running_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -29,14 +32,15 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-def test_metrics_move_by_exactly_the_traffic_sent(tiny: TinyHub) -> None:
+def test_metrics_move_by_exactly_the_traffic_sent(tiny: TinyHub, caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics()
     model = {"model": IMAGE_MODEL, "version": str(tiny.hub.resolve(IMAGE_MODEL).version)}
     unresolved = {"model": "", "version": ""}
     address = metrics.serve("127.0.0.1:0")
     try:
         # a cost limit of 1,000 admits 2 passes x 2 rows x 64 values, not 20 passes x 2 rows x 64
-        with running_server(tiny, metrics=metrics, max_request_cost=1000) as server, server.client(timeout=60) as client:
+        with running_server(tiny, metrics=metrics, max_request_cost=1000) as server, server.client(timeout=60) as client, \
+                caplog.at_level(logging.INFO, logger="hub.access"):
             before = scrape(address)
             for seed in range(3):  # one after another: one sampling call (2 rows, 2 passes) each
                 client.generate(IMAGE_MODEL, seed=seed, steps=2, num_samples=2)
@@ -63,6 +67,13 @@ def test_metrics_move_by_exactly_the_traffic_sent(tiny: TinyHub) -> None:
     assert after[("genhub_queue_cost", frozenset(model.items()))] == 0
     assert after[("genhub_loaded_models", frozenset())] == 1
     assert any(name == "process_cpu_seconds_total" for name, _ in after)  # the default process metrics
+
+    # the access log (--log-format json): one JSON line per request, with what a log system needs
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "hub.access"]
+    assert Counter(line["code"] for line in lines) == {"OK": 4, "NOT_FOUND": 1, "INVALID_ARGUMENT": 2}
+    assert all(line["request_id"] and line["duration_s"] >= 0 for line in lines)
+    ok = [line for line in lines if line["code"] == "OK"]
+    assert all((line["model"], line["version"]) == (model["model"], model["version"]) and line["queue_s"] >= 0 for line in ok)
 
 
 SERIES = ("genhub_requests_total", "genhub_request_duration_seconds", "genhub_queue_duration_seconds",
