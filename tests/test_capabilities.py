@@ -40,6 +40,7 @@ def request(**fields: object) -> SampleRequest:
     (DIFFUSION, dict(guidance_scale=2.0), "guidance_scale", "needs a condition.*class_labels"),
     (DIFFUSION, dict(guidance_scale=-1.0, class_labels=[0, 1]), "guidance_scale", ">= 0"),
     (DIFFUSION, dict(truncation=0.5), "truncation", "no truncation"),
+    (DIFFUSION, dict(negative_prompts=["x", "y"], class_labels=[0, 1]), "negative_prompts", "takes no negative prompt"),
     (DIFFUSION, dict(params={"x": 1}), "params", "unknown parameter 'x'.*known: none"),
     (DIFFUSION, dict(seeds=[]), "seeds", "at least one"),
     (DIFFUSION, dict(preview_every=-1), "preview_every", ">= 0"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json
 import urllib.request
 
 import pytest
@@ -62,3 +63,26 @@ def test_metrics_move_by_exactly_the_traffic_sent(tiny: TinyHub) -> None:
     assert after[("genhub_queue_cost", frozenset(model.items()))] == 0
     assert after[("genhub_loaded_models", frozenset())] == 1
     assert any(name == "process_cpu_seconds_total" for name, _ in after)  # the default process metrics
+
+
+SERIES = ("genhub_requests_total", "genhub_request_duration_seconds", "genhub_queue_duration_seconds",
+          "genhub_batch_samples", "genhub_step_duration_seconds", "genhub_queue_cost", "genhub_inflight_requests",
+          "genhub_loaded_models")
+
+
+def test_the_dashboard_charts_every_series_and_the_podmonitor_scrapes_a_declared_port() -> None:
+    import yaml
+
+    dashboard = json.loads((REPO / "deploy" / "grafana-dashboard.json").read_text())
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert [s for s in SERIES if s not in queries] == []
+    exported = {family.name for family in Metrics().registry.collect()}  # what /metrics has (counters without _total)
+    assert {s.removesuffix("_total") for s in SERIES} <= exported
+    monitor = yaml.safe_load((REPO / "deploy" / "podmonitor.yaml").read_text())
+    port = monitor["spec"]["podMetricsEndpoints"][0]["port"]
+    service = next(d for d in yaml.safe_load_all((REPO / "deploy" / "rayservice.yaml").read_text()) if d["kind"] == "RayService")
+    cluster = service["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        container = group["template"]["spec"]["containers"][0]
+        assert {"containerPort": 8080, "name": port} in container["ports"]
+        assert group["rayStartParams"]["metrics-export-port"] == "8080"
