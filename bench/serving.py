@@ -49,6 +49,9 @@ from hub.server.inference_codec import infer_request
 from hub.v1 import generation_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import cpu  # noqa: E402  (bench/cpu.py: CPU time by process)
+
 WARMUP = 10  # requests per row before measuring (first calls build kernels and connections)
 BENCH_MODEL = "bench-ddpm"
 # A small image DDPM: 1x16x16 digits, a two-level UNet of width 32 (about 0.5 M parameters).
@@ -133,11 +136,6 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
 TOKENS: dict[str, str | None] = {auth.GENERATE: None}  # what this run's clients send
 SERVER_PIDS: dict[str, int] = {}  # address -> the serving process, whose CPU time (c) reads
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far: less sensitive than wall time to other work on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def use_tokens(home: Any) -> None:
@@ -237,10 +235,10 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
                 done.append(await one(seed))
                 seed += 1
 
-        start, cpu_start = loop.time(), cpu_seconds(SERVER_PIDS[address])
+        start, cpu_start = loop.time(), cpu.process_seconds(SERVER_PIDS[address])
         await asyncio.gather(*(caller(i) for i in range(clients)))
-        elapsed, cpu = loop.time() - start, cpu_seconds(SERVER_PIDS[address]) - cpu_start
-    return done, elapsed, cpu
+        elapsed, server_cpu = loop.time() - start, cpu.process_seconds(SERVER_PIDS[address]) - cpu_start
+    return done, elapsed, server_cpu
 
 
 def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
