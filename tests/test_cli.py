@@ -43,11 +43,13 @@ def test_bundled_model_is_synced_once_and_shown_with_its_training_command(cli_ho
     assert "ddpm-digits" in listed
 
 
-def test_generate_alias_and_reproducibility(cli_home: Path, tmp_path: Path) -> None:
+def test_generate_alias_and_reproducibility(cli_home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     first, second = tmp_path / "a.png", tmp_path / "b.png"
-    genhub("generate", "ddpm-digits", "-n", "4", "--seed", "3", "--steps", "5", "-o", str(first), home=cli_home)
-    genhub("alias", "ddpm-digits", "production", "1", home=cli_home)
-    genhub("generate", "ddpm-digits@production", "-n", "4", "--seed", "3", "--steps", "5", "-o", str(second), home=cli_home)
+    for args in (["generate", "ddpm-digits", "-n", "4", "--seed", "3", "--steps", "5", "-o", str(first)],
+                 ["alias", "ddpm-digits", "production", "1"],
+                 ["generate", "ddpm-digits@production", "-n", "4", "--seed", "3", "--steps", "5", "-o", str(second)]):
+        code, out, err = run_cli(capfd, cli_home, *args)  # in this process: no interpreter start-up per call
+        assert code == 0, (args, out, err)
     a, b = np.asarray(Image.open(first)), np.asarray(Image.open(second))
     assert a.shape == b.shape and a.std() > 10  # a real picture, not a blank
     assert np.array_equal(a, b)  # same seed, same request: same images
