@@ -35,6 +35,12 @@ def _read(pid: str) -> tuple[int, float, str] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) * TICK_S, cmdline
 
 
+def process_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0.0 when it is gone)."""
+    info = _read(str(pid))
+    return info[1] if info is not None else 0.0
+
+
 def snapshot() -> dict[int, tuple[str, float]]:
     """{pid: (group, CPU seconds so far)} of every process."""
     procs = {int(pid): info for pid in os.listdir("/proc") if pid.isdigit() and (info := _read(pid)) is not None}

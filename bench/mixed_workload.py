@@ -59,14 +59,16 @@ async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sam
         async def one(i: int, at: float, steps: int, samples: int) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, start + at - loop.time()))
             sent = loop.time()
-            first = None
+            first, queued = None, 0.0
             request = generation_pb2.StreamGenerateRequest(
                 request=build_request(ref, seed=i, num_samples=samples, sampler=sampler, steps=steps, format="tensor"))
             async for message in stub.StreamGenerate(request, timeout=3600, metadata=DRIVE_METADATA or None):
                 if message.HasField("progress") and first is None:
                     first = loop.time() - sent
+                if message.HasField("result"):
+                    queued = message.result.queue_seconds  # admitted by the engine -> its first pass began
             return {"steps": steps, "samples": samples, "latency": loop.time() - sent, "first": first or 0.0,
-                    "done": loop.time() - start}
+                    "queued": queued, "done": loop.time() - start}
 
         return await asyncio.gather(*(one(i, *p) for i, p in enumerate(plan)))
 
@@ -81,9 +83,9 @@ class PassTimes(EngineObserver):
     def __init__(self, inner: EngineObserver) -> None:
         self.inner, self.calls = inner, []
 
-    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
         self.calls.append(seconds)
-        self.inner.on_pass(lane, rows, requests, seconds)
+        self.inner.on_pass(lane, rows, requests, seconds, passes)
 
     def on_queue(self, lane: str, queued_cost: int, pending: int, active: int) -> None:
         self.inner.on_queue(lane, queued_cost, pending, active)
@@ -144,6 +146,12 @@ def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, 
                      f"   {min(result['loads']):.1f}-{max(result['loads']):.1f}")
     lines.append(f"    ({len(next(iter(results.values()))['records'])} requests per server, the same schedule for both; "
                  "pass ms: busy sampling time / network passes)")
+    for label, result in results.items():  # first progress = wait in the engine + the first pass + transport
+        pass_ms = 1000 * result["busy"] / max(1, result["passes"])
+        queued = [r["queued"] * 1000 for r in result["records"]]
+        lines.append(f"    {label}: the first pass began p50 {statistics.median(queued):.1f} / p99 {_p(queued, 0.99):.1f} ms "
+                     f"after the engine admitted the request ({statistics.median(queued) / pass_ms:.1f} / "
+                     f"{_p(queued, 0.99) / pass_ms:.1f} passes)")
     if set(results) == {"request-level", "step-level"}:
         req, step = results["request-level"], results["step-level"]
         short = classes[0]

@@ -10,6 +10,9 @@
     image at a time, with step-level batching on (the default) and off (``--max-batch 1``: one row per pass).
 (c) The same load (batching on) through hub.v1 Generate and through the open
     inference protocol's ModelInfer (KServe V2, what Triton clients send), in alternating slices.
+(d) The generation log's cost: images per second of one-pass requests (one
+    network pass each: DDIM 1 step) from ``--log-clients`` callers, with the log on
+    (the batched background writer) and off (``--no-generation-log``), servers alternated.
 
 The server is a real `genhub serve` subprocess (``--server subprocess``, the
 default) so that it does not share the benchmark's GIL; ``--server thread`` runs
@@ -46,6 +49,9 @@ from hub.server.inference_codec import infer_request
 from hub.v1 import generation_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import cpu  # noqa: E402  (bench/cpu.py: CPU time by process)
+
 WARMUP = 10  # requests per row before measuring (first calls build kernels and connections)
 BENCH_MODEL = "bench-ddpm"
 # A small image DDPM: 1x16x16 digits, a two-level UNet of width 32 (about 0.5 M parameters).
@@ -63,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput measurement")
     parser.add_argument("--rounds", type=int, default=4, help="(c): alternating hub.v1 / open protocol slices per cell")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--log-clients", type=int, default=8, help="(d): concurrent callers")
+    parser.add_argument("--log-rounds", type=int, default=3, help="(d): alternated log on / log off servers")
+    parser.add_argument("--log-only", action="store_true", help="measure only (d), the generation log's cost")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
     # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
@@ -71,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.iterations, args.duration, args.steps, args.rounds = 10, 0.5, 2, 2
+        args.iterations, args.duration, args.steps, args.rounds, args.log_rounds = 10, 0.5, 2, 2, 1
     if args.model and not (args.db or args.home):
         parser.error("--model needs --db or --home: the registry the model is in")
     return args
@@ -93,18 +102,24 @@ def prepare(args: argparse.Namespace, tmp: Path) -> tuple[Hub, str, str, str]:
 
 @contextmanager
 def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch: int = 64,
-           request_level: bool = False) -> Iterator[str]:
-    """A server with the given batching (``max_batch`` rows per pass; request- or step-level); yields its address."""
+           request_level: bool = False, log: bool = True) -> Iterator[str]:
+    """A server with the given batching (``max_batch`` rows per pass; request- or step-level) and generation log
+    (on or off); yields its address."""
     if args.server == "thread":
         from hub.server.app import BackgroundServer
 
-        with BackgroundServer(hub, "127.0.0.1:0", max_batch=max_batch, step_level=not request_level) as background:
-            use_tokens(hub.home)
-            SERVER_PIDS[background.address] = os.getpid()  # the clients' CPU time counts too, in this mode
-            yield background.address
+        hub.log_enabled = log
+        try:
+            with BackgroundServer(hub, "127.0.0.1:0", max_batch=max_batch, step_level=not request_level) as background:
+                use_tokens(hub.home)
+                SERVER_PIDS[background.address] = os.getpid()  # the clients' CPU time counts too, in this mode
+                yield background.address
+        finally:
+            hub.log_enabled = True
         return
     command = [sys.executable, "-m", "hub", "serve", "--address", "127.0.0.1:0", "--db", db_url, "--home", home,
-               "--max-batch", str(max_batch), *(["--request-level"] if request_level else [])]
+               "--max-batch", str(max_batch), *(["--request-level"] if request_level else []),
+               *([] if log else ["--no-generation-log"])]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads),  # same threads as in-process
                                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
@@ -121,11 +136,6 @@ def server(args: argparse.Namespace, hub: Hub, db_url: str, home: str, max_batch
 TOKENS: dict[str, str | None] = {auth.GENERATE: None}  # what this run's clients send
 SERVER_PIDS: dict[str, int] = {}  # address -> the serving process, whose CPU time (c) reads
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far: less sensitive than wall time to other work on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def use_tokens(home: Any) -> None:
@@ -225,10 +235,10 @@ async def _throughput(address: str, ref: str, clients: int, args: argparse.Names
                 done.append(await one(seed))
                 seed += 1
 
-        start, cpu_start = loop.time(), cpu_seconds(SERVER_PIDS[address])
+        start, cpu_start = loop.time(), cpu.process_seconds(SERVER_PIDS[address])
         await asyncio.gather(*(caller(i) for i in range(clients)))
-        elapsed, cpu = loop.time() - start, cpu_seconds(SERVER_PIDS[address]) - cpu_start
-    return done, elapsed, cpu
+        elapsed, server_cpu = loop.time() - start, cpu.process_seconds(SERVER_PIDS[address]) - cpu_start
+    return done, elapsed, server_cpu
 
 
 def throughput(address: str, ref: str, clients: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -251,6 +261,17 @@ def paired_throughput(address: str, ref: str, clients: int, args: argparse.Names
             for protocol, (done, elapsed, cpu) in totals.items()}
 
 
+def log_cost(args: argparse.Namespace, hub: Hub, ref: str, db_url: str, home: str) -> dict[str, list[float]]:
+    """(d): images/s of one-pass requests with the generation log on and off, servers alternated (on, off, off, on...)."""
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    one_pass = argparse.Namespace(**{**vars(args), "steps": 1})
+    for round_ in range(args.log_rounds):
+        for label in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
+            with server(args, hub, db_url, home, log=label == "on") as address:
+                rates[label].append(throughput(address, ref, args.log_clients, one_pass)[0])
+    return rates
+
+
 def run(argv: list[str] | None = None) -> str:
     """Run the benchmark; return the tables as text."""
     args = parse_args(argv)
@@ -260,6 +281,8 @@ def run(argv: list[str] | None = None) -> str:
         hub, ref, db_url, home = prepare(args, Path(tmp))
         try:
             version = hub.resolve(ref)
+            if args.log_only:
+                return render_log(args, log_cost(args, hub, ref, db_url, home), version)
             with server(args, hub, db_url, home, max_batch=1) as off, server(args, hub, db_url, home) as on:
                 bare, inproc, results["latency off"], results["latency on"] = latencies(hub, ref, [off, on], args)
                 results["latency bare"] = bare
@@ -268,6 +291,7 @@ def run(argv: list[str] | None = None) -> str:
                     for label, address in (("off", off), ("on", on)):
                         results[f"tput {label} {n}"] = throughput(address, ref, n, args)
                     results[f"both {n}"] = paired_throughput(on, ref, n, args)
+            results["log"] = log_cost(args, hub, ref, db_url, home)
         finally:
             hub.close()
     return render(args, version, clients, inproc, results)
@@ -303,6 +327,19 @@ def render(args: argparse.Namespace, version: Any, clients: list[int], inproc: l
         (v1, v1_batch, v1_cpu), (oip, oip_batch, oip_cpu) = results[f"both {n}"]["hub.v1"], results[f"both {n}"]["inference"]
         lines.append(f"    {n:>7}   {v1:>15.1f} ({v1_batch:4.1f})   {oip:>17.1f} ({oip_batch:4.1f})    {oip / v1:5.2f}x"
                      f"   {v1_cpu:13.1f} {oip_cpu:6.1f}  {v1_cpu / oip_cpu:5.2f}x")
+    lines += ["", render_log(args, results["log"])]
+    return "\n".join(lines)
+
+
+def render_log(args: argparse.Namespace, rates: dict[str, list[float]], version: Any = None) -> str:
+    """Row (d): one-pass throughput with the generation log on and off (with a header when printed alone)."""
+    on, off = (statistics.mean(rates[k]) for k in ("on", "off"))
+    lines = [] if version is None else [f"genhub serving benchmark: {version.model}:{version.version}; machine: {machine()}"]
+    lines += [f"(d) generation log, one-pass requests ({args.sampler} 1 step), {args.log_clients} clients, "
+              f"{args.log_rounds} alternated rounds of {args.duration:g} s per server",
+              "    log on (batched background writer)   log off   on/off",
+              f"    {on:>20.1f} images/s   {off:>7.1f}   {on / off:5.2f}x",
+              "    per round, on: " + ", ".join(f"{r:.1f}" for r in rates["on"]) + "; off: " + ", ".join(f"{r:.1f}" for r in rates["off"])]
     return "\n".join(lines)
 
 

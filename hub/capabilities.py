@@ -89,6 +89,7 @@ class Capabilities:
     eta: bool = False  # takes the DDIM stochasticity eta
     num_classes: int = 0  # > 0: class_labels in [0, num_classes)
     prompts: bool = False  # text-conditional
+    negative_prompts: bool = False  # guidance away from a text (needs prompts and guidance)
     condition_required: bool = False  # True: every request needs class_labels or prompts (no unconditional mode)
     guidance: bool = False  # classifier-free guidance_scale (needs a condition)
     default_guidance: float | None = None  # used for a conditioned request that sets no guidance_scale
@@ -170,6 +171,14 @@ class Capabilities:
                 raise InvalidArgument("prompts", f"this model is not text-conditional; {hint}")
             if len(prompts) != n:
                 raise InvalidArgument("prompts", f"give one prompt per seed: {len(prompts)} prompts for {n} seeds")
+        negatives = request.negative_prompts
+        if negatives is not None:
+            if not self.negative_prompts:
+                raise InvalidArgument("negative_prompts", "this model takes no negative prompt; leave it unset")
+            if prompts is None:
+                raise InvalidArgument("negative_prompts", "a negative prompt needs a prompt to guide toward; give prompts too")
+            if len(negatives) != n:
+                raise InvalidArgument("negative_prompts", f"give one per seed: {len(negatives)} for {n} seeds")
         guidance = request.guidance_scale
         if guidance is not None:
             if not self.guidance:

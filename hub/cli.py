@@ -303,6 +303,23 @@ def generate(ctx: HubContext, ref: str | None, task: str | None, condition: str 
     out.print(f"wrote {path} ({num_samples} samples from {described}, seed {seed})")
 
 
+@cli.group("log")
+def log_group() -> None:
+    """The generation log: every request served, with its version, seeds and outcome."""
+
+
+@log_group.command("prune")
+@click.option("--older-than", required=True, metavar="AGE", help="Delete records older than AGE (e.g. 30d, 12h, 90m).")
+@pass_hub
+def log_prune(ctx: HubContext, older_than: str) -> None:
+    """Delete old generation log records, to bound the registry's size."""
+    from hub.registry.genlog import parse_age
+    from hub.registry.orm import utcnow
+
+    removed = ctx.hub.registry.prune_generations(utcnow() - parse_age(older_than))
+    out.print(f"pruned {removed} generation log record(s) older than {older_than}")
+
+
 def _local_mixture(hub: Hub, ref: str | None, task: str | None) -> tuple[list[list[float]], float] | None:
     """The true modes of the 2D dataset REF was trained on (or --task names), when this hub knows them."""
     try:
@@ -334,12 +351,14 @@ def export(ctx: HubContext, ref: str, directory: str) -> None:
               help="Images per image model; 2D models draw 2000 points over their true modes.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--address", default="127.0.0.1:0", show_default=True, help="Where the demo server listens (port 0: any free port).")
+@click.option("--metrics-address", metavar="HOST:PORT", help="Serve Prometheus metrics there while the demo runs.")
 @pass_hub
-def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: str) -> None:
+def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: str, metrics_address: str | None) -> None:
     """Serve the bundled models on a local gRPC server and write a PNG grid from each into OUT."""
     import time
 
     from hub.images import POINT_SAMPLES, save_samples
+    from hub.metrics import Metrics
     from hub.server.app import BackgroundServer
     from hub.server.commands import generate_remote
 
@@ -348,8 +367,11 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
     if not bundled:
         raise GenhubError("no bundled models are registered; install the plugins with scripts/setup.sh")
     table = Table("model", "family", "weights", "samples", "seconds", "grid")
-    with BackgroundServer(hub, address) as server, _progress() as bar:
+    metrics = Metrics() if metrics_address else None
+    with BackgroundServer(hub, address, metrics=metrics) as server, _progress() as bar:
         console.print(f"serving {len(bundled)} bundled models on {server.address}")
+        if metrics is not None:
+            console.print(f"metrics at http://{metrics.serve(metrics_address or '')}/metrics while the demo runs")
         for version in bundled:
             task = bar.add_task(f"generate {version.ref}", total=None, info="")
             started = time.perf_counter()
@@ -363,6 +385,8 @@ def demo(ctx: HubContext, out_dir: str, num_samples: int, seed: int, address: st
             path = save_samples(samples, Path(out_dir) / f"{version.model}.png", mixture=mixture)
             table.add_row(version.ref, version.family, version.artifact_digest[:12], str(count),
                           f"{time.perf_counter() - started:.2f}", str(path))
+    if metrics is not None:
+        metrics.close()
     out.print(table)
 
 

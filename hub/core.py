@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -36,6 +36,7 @@ from hub.model import (
 )
 from hub.plugins import Contributions, PluginHost, PluginInfo, load_plugins
 from hub.registry import Registry, VersionRecord
+from hub.registry.genlog import GenerationLog
 from hub.registry.paths import default_artifacts_root, default_db_url, default_home
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ class Hub:
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
         self.home: Path | None = None  # set by Hub.open: where tokens.json lives
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
+        self._log: GenerationLog | None = None
+        self._log_lock = threading.Lock()
+        self.log_retention: timedelta | None = None  # generation log rows older than this are pruned (hourly)
+        self.log_enabled = True  # False: generations are not logged (`genhub serve --no-generation-log`)
 
     @classmethod
     def open(
@@ -96,6 +101,11 @@ class Hub:
         return hub
 
     def close(self) -> None:
+        """Write the generation log's queued records, then release the models and the registry."""
+        with self._log_lock:
+            log, self._log = self._log, None
+        if log is not None:
+            log.close()
         self._loaded.clear()
         self.registry.close()
 
@@ -195,11 +205,25 @@ class Hub:
             if log:
                 self.log_generation(loaded.version, request, seed, time.perf_counter() - start, status, error)
 
+    @property
+    def generation_log(self) -> GenerationLog:
+        """The batched background writer of the generation log (started on first use; ``close`` flushes it)."""
+        with self._log_lock:
+            if self._log is None:
+                self._log = GenerationLog(self.registry, retention=self.log_retention)
+            return self._log
+
     def log_generation(
         self, version: VersionRecord, request: SampleRequest, seed: int | None, duration_s: float, status: str, error: str | None
     ) -> int:
+        """Queue one generation record for the background writer and return its id (0: logging is off).
+
+        No database work here, except reserving ids on the rare call that finds the reserved block used up.
+        """
+        if not self.log_enabled:
+            return 0
         params = request.logged()
-        return self.registry.log_generation(
+        return self.generation_log.submit(
             version.id,
             seed=seed,
             params=params,

@@ -135,6 +135,7 @@ class SampleRequest:
     truncation: float | None = None  # GAN truncation psi
     class_labels: list[int] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
     prompts: list[str] | None = field(default=None, metadata=PER_SAMPLE)  # one per sample
+    negative_prompts: list[str] | None = field(default=None, metadata=PER_SAMPLE)  # guided away from; one per sample
     params: dict[str, ParamValue] = field(default_factory=dict)  # family-specific
     preview_every: int = field(default=0, metadata=UNLOGGED)  # 0: no previews in step events
 

@@ -45,6 +45,7 @@ CLI_HELP: dict[str, str] = {
     "truncation": "GAN truncation psi.",
     "class_label": "Class label for every sample.",
     "prompt": "Text prompt for every sample.",
+    "negative_prompt": "Text to guide away from (text-to-image models with guidance).",
 }
 CLI_DEFAULTS: dict[str, Any] = {"seed": 0}  # the CLI is reproducible by default; the server picks a seed when unset
 

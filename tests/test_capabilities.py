@@ -40,6 +40,7 @@ def request(**fields: object) -> SampleRequest:
     (DIFFUSION, dict(guidance_scale=2.0), "guidance_scale", "needs a condition.*class_labels"),
     (DIFFUSION, dict(guidance_scale=-1.0, class_labels=[0, 1]), "guidance_scale", ">= 0"),
     (DIFFUSION, dict(truncation=0.5), "truncation", "no truncation"),
+    (DIFFUSION, dict(negative_prompts=["x", "y"], class_labels=[0, 1]), "negative_prompts", "takes no negative prompt"),
     (DIFFUSION, dict(params={"x": 1}), "params", "unknown parameter 'x'.*known: none"),
     (DIFFUSION, dict(seeds=[]), "seeds", "at least one"),
     (DIFFUSION, dict(preview_every=-1), "preview_every", ">= 0"),
@@ -126,6 +127,7 @@ def test_an_inference_only_family_registers_fixed_weights_and_generates_but_cann
         torch.testing.assert_close(out, image.expand(3, 1, 2, 2))
         with pytest.raises(InvalidArgument, match="class_labels"):  # the hub checks before sampling
             hub.generate("constant-image", SampleRequest.from_seed(0, 1, class_labels=[0]))
+        hub.generation_log.flush()  # records reach the database in the background
         assert hub.registry.generations(limit=1)[0].status == "InvalidArgument"
         with pytest.raises(FailedPrecondition, match="only samples"):
             hub.train("constant", "digits", model_name="c", options=TrainOptions(steps=1))

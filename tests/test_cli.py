@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,22 @@ def test_token_create_list_revoke(cli_home: Path, capfd: pytest.CaptureFixture[s
         assert code == 1 and named in err and "Traceback" not in err, (args, out, err)
     assert run("token", "revoke", "ci")[0] == 0
     assert "ci" not in run("token", "list")[1]
+
+
+def test_log_prune_deletes_records_older_than_the_age(cli_home: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy import update
+
+    from hub.registry.orm import Generation, utcnow
+
+    with Hub.open(home=cli_home) as hub:
+        version = hub.resolve("ddpm-digits")
+        ids = [hub.registry.log_generation(version.id, seed=i, params={}, num_samples=1, duration_s=0.0, status="ok")
+               for i in range(3)]
+        with hub.registry._session(write=True) as s:  # two records from 40 days ago
+            s.execute(update(Generation).where(Generation.id.in_(ids[:2])).values(created_at=utcnow() - timedelta(days=40)))
+    code, out, err = run_cli(capfd, cli_home, "log", "prune", "--older-than", "30d")
+    assert code == 0 and "pruned 2 generation log record(s) older than 30d" in out, (out, err)
+    with Hub.open(home=cli_home, sync=False) as hub:
+        assert [g.id for g in hub.registry.generations()] == [ids[2]]
+    code, _, err = run_cli(capfd, cli_home, "log", "prune", "--older-than", "soon")
+    assert code == 1 and "older_than: 'soon' is not an age" in err and "Traceback" not in err

@@ -61,8 +61,8 @@ def test_each_scalar_field_goes_from_a_cli_option_to_the_message_with_its_type(c
 
 
 def test_client_refuses_unknown_fields_negative_unsigned_values_and_two_conditions() -> None:
-    with pytest.raises(InvalidArgument, match="negative_prompt: is not a GenerateRequest field; known: latency_budget_ms"):
-        build_request("m", negative_prompt="blurry")
+    with pytest.raises(InvalidArgument, match="style_prompt: is not a GenerateRequest field; known: latency_budget_ms"):
+        build_request("m", style_prompt="blurry")
     with pytest.raises(InvalidArgument, match="steps: must be >= 0, got -1"):
         build_request("m", steps=-1)
     with pytest.raises(InvalidArgument, match="conditioning: give class_label or prompt, not both"):
@@ -79,28 +79,28 @@ def test_a_field_added_to_the_proto_becomes_an_option_and_a_keyword() -> None:
         module.DESCRIPTOR.CopyToProto(proto)
         if module is generation_pb2:
             message = next(m for m in proto.message_type if m.name == "GenerateRequest")
-            message.field.add(name="negative_prompt", number=21, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+            message.field.add(name="style_prompt", number=41, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
                               label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL, oneof_index=0)
-            message.field.add(name="cfg_rescale", number=22, type=descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT,
+            message.field.add(name="cfg_rescale", number=42, type=descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT,
                               label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
         pool.Add(proto)
     cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("hub.v1.GenerateRequest"))
     fields = request_fields.scalar_fields(cls.DESCRIPTOR)
-    assert set(fields) - set(request_fields.FIELDS) == {"negative_prompt", "cfg_rescale"}
-    assert (fields["negative_prompt"].type, fields["negative_prompt"].oneof) == (str, "conditioning")
+    assert set(fields) - set(request_fields.FIELDS) == {"style_prompt", "cfg_rescale"}
+    assert (fields["style_prompt"].type, fields["style_prompt"].oneof) == (str, "conditioning")
 
     @click.command()
     @request_fields.cli_options(fields)
     def command(**values: Any) -> None:
         """A command with the derived options."""
 
-    with command.make_context("command", ["--negative-prompt", "blurry", "--cfg-rescale", "0.7"]) as ctx:
+    with command.make_context("command", ["--style-prompt", "blurry", "--cfg-rescale", "0.7"]) as ctx:
         values = ctx.params
     made = cls()
     request_fields.set_fields(made, values, fields)
-    assert made.negative_prompt == "blurry" and made.cfg_rescale == pytest.approx(0.7)
-    with pytest.raises(InvalidArgument, match="conditioning: give prompt or negative_prompt, not both"):
-        request_fields.set_fields(cls(), {"prompt": "a", "negative_prompt": "b"}, fields)
+    assert made.style_prompt == "blurry" and made.cfg_rescale == pytest.approx(0.7)
+    with pytest.raises(InvalidArgument, match="conditioning: give prompt or style_prompt, not both"):
+        request_fields.set_fields(cls(), {"prompt": "a", "style_prompt": "b"}, fields)
 
 
 def test_demo_tags_are_read_as_any_request_field() -> None:

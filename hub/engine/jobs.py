@@ -132,8 +132,8 @@ class Job:
 class EngineObserver:
     """Hooks for metrics (Prometheus, logs): override what you need. Called on the engine's event loop."""
 
-    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
-        """A network pass (or a whole request-level sampling call) ran."""
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
+        """A network pass ran (``passes`` > 1: a whole request-level sampling call of that many passes)."""
 
     def on_queue(self, lane: str, queued_cost: int, queued: int, active: int) -> None:
         """A lane's load changed: cost admitted and unfinished, requests waiting, requests sampling."""

@@ -273,7 +273,7 @@ class Lane:
             passes = reached[0].step if reached else 1  # network passes of the call (a one-pass family reports one step)
             self.passes_run += passes
             self.rows_run += offset * passes
-            self.observer.on_pass(self.name, offset, len(jobs), time.perf_counter() - started)
+            self.observer.on_pass(self.name, offset, len(jobs), time.perf_counter() - started, passes)
         outcomes = []
         for job, value in zip(jobs, values):
             job.passes, job.batch_samples = job.passes + 1, offset

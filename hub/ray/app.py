@@ -42,6 +42,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from hub import errors
+from hub import metrics as series
 from hub.core import Hub
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
 from hub.ray.runner import alive_nodes
@@ -90,12 +91,15 @@ class ModelServer:
         self.hub_thread = HubThread(self.hub)
         self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         s = self.settings
+        self.metrics = series.RayMetrics()  # the same series as genhub serve's, exported by Ray
         self.engine = Engine(
             EngineOptions(max_batch=s.max_batch_size, max_request_cost=s.max_request_cost,
                           max_queued_cost=8 * s.max_request_cost, max_request_s=s.max_request_seconds),
-            record=lambda jobs: record_generations(self.hub_thread, jobs),
+            record=lambda jobs: record_generations(self.hub, jobs),
+            observer=series.MetricsObserver(self.metrics),
         )
         self.models = ModelCache(s.max_versions_per_replica, s.max_loaded_bytes or None)
+        self.hub.generation_log  # its writer thread starts now, ids reserved before the first request ends
 
     async def _load(self, version: Any) -> Any:
         """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
@@ -109,6 +113,7 @@ class ModelServer:
                 for old in self.models.put(key, model, size, busy=lambda k: k in lanes and not lanes[k].idle):
                     await self.engine.drop(old)
                     await self.hub_thread.run(self.hub.unload, *old)
+                self.metrics.loaded(len(self.models))
         return model
 
     async def _submit(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None,
@@ -197,6 +202,7 @@ class Ingress(HealthMethods):
         self.registry = RegistryService(self.hub_thread, self.resolver)
         self.models = models
         self.authenticator = authenticator_for(self, auth_enabled)
+        self.metrics = series.RayMetrics()  # genhub_requests_total and the request durations; replicas record the rest
 
     async def _call(self, coroutine: Any, grpc_context: Any) -> Any:
         try:
@@ -233,7 +239,13 @@ class Ingress(HealthMethods):
     async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
         """Run one validated request on its model's replicas: the path of every unary wire format (hub.v1, the open
         inference protocol). Raises domain errors (a full queue is ResourceExhausted)."""
+        with series.request(self.metrics) as timed:
+            return await self._generate(parsed, deadline, timed)
+
+    async def _generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                        timed: series.Request) -> generation_pb2.GenerateResponse:
         parsed, version, handle = await self._route(parsed)
+        timed.resolved(version)
         try:
             result = await handle.generate.remote(parsed, version, deadline)  # cancelled with this call
         except BaseException as exc:
@@ -247,25 +259,28 @@ class Ingress(HealthMethods):
 
     async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
         try:
-            return await self.generate(convert.parse_generate(request), _deadline(grpc_context))
+            with series.request(self.metrics) as timed:
+                return await self._generate(convert.parse_generate(request), _deadline(grpc_context), timed)
         except BaseException as exc:
             _fail(exc, grpc_context)
 
     async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
         responses, model = None, None
         try:
-            deadline = _deadline(grpc_context)
-            parsed, version, handle = await self._route(convert.parse_generate(request.request, request.preview_every))
-            model = version.model
-            responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
-            async for item in responses:
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, generation_pb2.Progress):
-                    yield generation_pb2.StreamGenerateResponse(progress=item)
-                else:
-                    yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
-            responses = None
+            with series.request(self.metrics) as timed:
+                deadline = _deadline(grpc_context)
+                parsed, version, handle = await self._route(convert.parse_generate(request.request, request.preview_every))
+                model = version.model
+                timed.resolved(version)
+                responses = handle.options(stream=True).stream.remote(parsed, version, deadline)
+                async for item in responses:
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, generation_pb2.Progress):
+                        yield generation_pb2.StreamGenerateResponse(progress=item)
+                    else:
+                        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(item, parsed))
+                responses = None
         except BaseException as exc:
             _fail(exc, grpc_context, model)
         finally:

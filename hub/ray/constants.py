@@ -16,11 +16,12 @@ INGRESS_OPTIONS: dict[str, Any] = {"num_cpus": 0.1}
 INGRESS_MAX_ONGOING = 1024  # the ingress only forwards; the model deployments bound the load
 DEFAULT_GRPC_PORT = 9000
 # Serve's defaults run a replica's user code on an event loop in a second thread and a handle's router on a
-# third: every request and every engine wake-up then crosses threads, and those threads fight the engine's
-# sampling thread for the GIL. One loop per replica cut the replica's CPU per request by about a fifth and took
-# one replica from 0.78x to 0.98x the local server's images/s (bench/ray_serving.py, README). Our replicas never
-# block their loop (sampling and registry work run on threads of their own), which is what the second loop
-# guards against. Set for every replica (the application's runtime_env) and, on a local instance, the proxy too.
+# third, so every request and every engine wake-up crosses threads that contend with the engine's sampling thread
+# for the GIL. One loop per replica is safe here (sampling and registry work run on threads of their own; the
+# second loop only guards against user code that blocks). Measured on a shared 2-CPU machine: one replica at
+# 0.67-0.98x the local server's images/s with it (mean 0.80x, 4 runs) against 0.64-0.78x without (mean 0.70x,
+# 5 runs); the runs' spread is as large as the difference (README, "Serve on a Ray cluster"). Set for every
+# replica (the application's runtime_env) and, on a local instance, the proxy too.
 SERVE_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",

@@ -27,6 +27,7 @@ from hub.core import Hub
 from hub.engine import Engine, EngineOptions
 from hub.engine.jobs import DEFAULT_MAX_REQUEST_COST
 from hub.engine.models import ModelCache
+from hub.metrics import Sink
 from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
@@ -86,6 +87,7 @@ class ServerHandle:
     inference: InferenceService
     hub_thread: HubThread
     health: Any  # grpc_health aio HealthServicer
+    syncing: asyncio.Task[None] | None = None  # start(sync=True): the bundled models' sync, NOT_SERVING until it ends
 
     @property
     def engine(self) -> Engine:
@@ -94,6 +96,8 @@ class ServerHandle:
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
         await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
+        if self.syncing is not None:
+            await asyncio.gather(self.syncing, return_exceptions=True)  # it runs on the hub thread, closed below
         self.inference.draining = True  # and the open protocol's ServerReady says not ready
         await self.server.stop(grace_s)
         await self.generation.close()
@@ -119,6 +123,8 @@ async def start(
     max_receive_bytes: int = MAX_RECEIVE_BYTES,
     reflection_enabled: bool = True,
     health_needs_token: bool = False,
+    metrics: Sink | None = None,
+    sync: bool = False,
 ) -> ServerHandle:
     """Start serving ``hub`` on ``address`` (port 0: any free port); return once it listens.
 
@@ -128,7 +134,9 @@ async def start(
     registry is asked again (an alias moved by another process shows up within it).
     ``auth_enabled``: calls need tokens (``hub.server.auth``); on a registry with none, the
     first start creates them and writes ``tokens.json`` into the hub's home. ``tls``:
-    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``.
+    serve TLS (mutual with a client CA); a non-loopback address needs it or ``insecure``. ``metrics``: where the
+    engine and the generation RPCs record their series (``hub.metrics.Metrics``; None: not recorded). ``sync``: sync
+    the bundled models (``Hub.sync``) while already listening; health says NOT_SERVING until that is done.
     """
     check_exposure(address, tls, insecure)
     options = EngineOptions(
@@ -138,6 +146,8 @@ async def start(
     )
     models = ModelCache(max_loaded_models, max_loaded_bytes)
     hub_thread = HubThread(hub)
+    if hub.log_enabled:  # the log's writer starts now: its first id block is reserved before the first request ends
+        await hub_thread.run(lambda: hub.generation_log)
     interceptors: list[aio.ServerInterceptor] = [DomainErrorInterceptor()]
     if auth_enabled:
         written = await hub_thread.run(auth.create_initial_tokens, hub.registry, hub.home)
@@ -157,7 +167,7 @@ async def start(
         ],
     )
     resolver = Resolver(hub_thread, alias_ttl_s)
-    generation = GenerationService(hub_thread, resolver, options, models)
+    generation = GenerationService(hub_thread, resolver, options, models, metrics)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
     inference = InferenceService(generation)
@@ -172,10 +182,27 @@ async def start(
     except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
         raise OSError(f"cannot listen on {address}: {exc}; is another server using that port? choose one with --address") from exc
     await server.start()
-    for name in (*SERVICE_NAMES, ""):  # "" is the whole server
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING if sync else health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
-    return ServerHandle(server, port, f"{host}:{port}", generation, inference, hub_thread, health_servicer)
+    handle = ServerHandle(server, port, f"{host}:{port}", generation, inference, hub_thread, health_servicer)
+    if sync:
+        handle.syncing = asyncio.get_running_loop().create_task(_sync_then_serve(hub_thread, health_servicer))
+    return handle
+
+
+async def set_health(health_servicer: Any, status: Any) -> None:
+    """Every service's status, and the whole server's ("") (ignored once a graceful shutdown began)."""
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, status)
+
+
+async def _sync_then_serve(hub_thread: HubThread, health_servicer: Any) -> None:
+    try:
+        await hub_thread.run(hub_thread.hub.sync)
+    except Exception:  # stays NOT_SERVING: an orchestrator sends no traffic and the log says why
+        log.exception("syncing the bundled models failed; health stays NOT_SERVING")
+        return
+    await set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
 
 
 async def serve(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -50,12 +49,20 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"  # same as hub.server.app.DEFAULT_ADDRESS, w
               help="Largest request message accepted, MiB.")
 @click.option("--no-reflection", is_flag=True, help="Do not serve gRPC reflection.")
 @click.option("--health-needs-token", is_flag=True, help="grpc.health.v1 needs a generate token too (open by default).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line, with a record per generation request (request id, model, version, "
+                   "code, durations).")
+@click.option("--metrics-address", metavar="HOST:PORT",
+              help="local: serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:9464).")
+@click.option("--log-retention", metavar="AGE", help="Delete generation log records older than AGE (e.g. 30d), hourly.")
+@click.option("--no-generation-log", is_flag=True, help="Do not record generations in the registry (generation ids are 0).")
 @click.pass_context
 def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: int, max_queued_cost: int | None,
           max_request_seconds: float, max_loaded_models: int, max_loaded_bytes: int | None, request_level: bool, grace: float,
           db: str | None, home: str | None, backend: str, overrides: str | None, assignments: tuple[str, ...],
           ray_address: str | None, no_auth: bool, tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
-          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool) -> None:
+          insecure: bool, max_receive_mib: float, no_reflection: bool, health_needs_token: bool, log_format: str, metrics_address: str | None,
+          log_retention: str | None, no_generation_log: bool) -> None:
     """Serve the registry and generation over gRPC (package hub.v1) until SIGTERM.
 
     Calls need a token (see `genhub token`); the first start writes an admin and a generate token to
@@ -63,10 +70,13 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
     """
     from hub.core import Hub
     from hub.errors import InvalidArgument
+    from hub.registry.genlog import parse_age
     from hub.server.app import serve as serve_async
     from hub.tls import ServerTls, check_exposure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hub.server import logs
+
+    logs.configure(log_format)
     parent = ctx.obj  # hub.cli's HubContext when run as `genhub serve`; None as `python -m hub.server`
     db_url, home_dir = db or getattr(parent, "db", None), home or getattr(parent, "home", None)
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
@@ -76,7 +86,13 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
     if no_auth:
         click.echo("warning: --no-auth: anyone who can reach the port can generate and move aliases", err=True)
     security = dict(auth_enabled=not no_auth, health_needs_token=health_needs_token)
-    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None))
+    retention = parse_age(log_retention, "log_retention") if log_retention else None
+    if metrics_address and backend == "ray":
+        raise InvalidArgument("metrics_address", "is for the local backend; on Ray the replicas record the genhub_* "
+                              "series through ray.serve.metrics, exported on Ray's own metrics port")
+    # local: the bundled models are synced once the server listens, health NOT_SERVING meanwhile
+    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None), sync=backend == "ray")
+    hub.log_retention, hub.log_enabled = retention, not no_generation_log
     if backend == "ray":
         from hub.ray.commands import serve_ray
 
@@ -91,10 +107,16 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
         click.echo("genhub server stopped", err=True)
         return
 
+    from hub.metrics import Metrics
+
+    metrics = Metrics() if metrics_address else None
+
     def ready(handle: Any) -> None:
         # One parseable line: tests and scripts that ask for port 0 read the real port from it.
         click.echo(f"genhub serving on {handle.address} ({'request' if request_level else 'step'}-level batching, max batch "
                    f"{max_batch} rows, max request cost {max_request_cost:,}); SIGTERM drains and stops", err=True)
+        if metrics is not None:
+            click.echo(f"genhub metrics on http://{metrics.serve(metrics_address or '')}/metrics", err=True)
         sys.stderr.flush()
 
     try:
@@ -103,9 +125,11 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
                                 max_request_seconds=max_request_seconds, max_loaded_models=max_loaded_models,
                                 max_loaded_bytes=max_loaded_bytes, step_level=not request_level, tls=tls, insecure=insecure,
                                 max_receive_bytes=int(max_receive_mib * 1024 * 1024),
-                                reflection_enabled=not no_reflection, **security))
+                                reflection_enabled=not no_reflection, metrics=metrics, sync=True, **security))
     finally:
-        hub.close()
+        if metrics is not None:
+            metrics.close()
+        hub.close()  # writes the generation log's last records
     click.echo("genhub server stopped", err=True)
 
 

@@ -7,7 +7,8 @@ GenerateResponse's raw tensors, returned as one output tensor. Used by the local
 (``hub.server.inference_service``) and the Ray ingress (``hub.ray.app``); it knows neither transport.
 
     inputs (each optional, shape [1])   seed UINT64, num_samples INT32, steps INT32, sampler BYTES, eta FP32,
-                                        guidance_scale FP32, truncation FP32, class_label INT32, prompt BYTES
+                                        guidance_scale FP32, truncation FP32, class_label INT32, prompt BYTES,
+                                        negative_prompt BYTES (every scalar GenerateRequest field but latency_budget_ms)
     outputs                             images UINT8 [N, H, W, C] (image models), samples FP32 [N, D] (points)
 """
 
@@ -248,7 +249,7 @@ def signature(model: Any, family: str) -> Signature:
         "seed": True, "num_samples": True,
         "steps": caps.default_sampler is not None, "sampler": caps.default_sampler is not None,  # a choice of sampler
         "eta": caps.eta, "guidance_scale": caps.guidance, "truncation": caps.truncation,
-        "class_label": caps.num_classes > 0, "prompt": caps.prompts,
+        "class_label": caps.num_classes > 0, "prompt": caps.prompts, "negative_prompt": caps.negative_prompts,
     }
     shape = [int(d) for d in caps.sample_shape]
     if caps.output_kind == "points":

@@ -130,6 +130,10 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
         if len(message.prompt) > MAX_PROMPT_CHARS:
             raise InvalidArgument("prompt", f"must be at most {MAX_PROMPT_CHARS} characters, got {len(message.prompt)}")
         prompts = [message.prompt] * num_samples
+    negative_prompts = None
+    if message.negative_prompt:
+        check_length("negative_prompt", message.negative_prompt, MAX_PROMPT_CHARS)
+        negative_prompts = [message.negative_prompt] * num_samples
     request = SampleRequest.from_seed(
         seed,
         num_samples,
@@ -140,6 +144,7 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
         truncation=truncation,
         class_labels=class_labels,
         prompts=prompts,
+        negative_prompts=negative_prompts,
         params=parse_params(message.params),
         preview_every=preview_every,
     )
@@ -147,7 +152,7 @@ def parse_generate(message: generation_pb2.GenerateRequest, preview_every: int =
 
 
 # SampleRequest fields -> the GenerateRequest fields a client set them through.
-WIRE_FIELDS = {"class_labels": "class_label", "prompts": "prompt", "seeds": "num_samples"}
+WIRE_FIELDS = {"class_labels": "class_label", "prompts": "prompt", "negative_prompts": "negative_prompt", "seeds": "num_samples"}
 
 
 def check_supported(capabilities: Capabilities, request: SampleRequest) -> None:

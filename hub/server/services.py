@@ -19,6 +19,7 @@ from hub.cards import render_card
 from hub.core import Hub
 from hub.engine import Engine, EngineOptions, Job, Latest
 from hub.engine.models import ModelCache, model_bytes
+from hub import metrics as series
 from hub.errors import InvalidArgument
 from hub.model import StepEvent
 from hub.registry.refs import parse_ref
@@ -242,17 +243,17 @@ def engine_job(parsed: convert.ParsedRequest, version: Any, model: Any, deadline
                encode=lambda samples: convert.image_messages(samples, fmt), context=Call(version, parsed.seed, fmt))
 
 
-async def record_generations(hub_thread: HubThread, jobs: list[Job]) -> None:
-    """The engine's record callback: log each finished job in the registry, keeping its generation id."""
+async def record_generations(hub: Hub, jobs: list[Job]) -> None:
+    """The engine's record callback: queue each finished job's generation log record, keeping its id.
 
-    def write() -> None:
-        for job in jobs:
-            call, outcome = job.context, job.outcome
-            assert outcome is not None
-            call.generation_id = hub_thread.hub.log_generation(
-                call.version, job.request, call.seed, outcome.duration_s, outcome.status, outcome.log_error())
-
-    await hub_thread.run(write)
+    On the event loop: ``Hub.log_generation`` only queues the record for the log's background writer (ids come
+    from a block reserved ahead), so no database work waits here and none is in the sampler's way.
+    """
+    for job in jobs:
+        call, outcome = job.context, job.outcome
+        assert outcome is not None
+        call.generation_id = hub.log_generation(call.version, job.request, call.seed, outcome.duration_s, outcome.status,
+                                                outcome.log_error())
 
 
 def generate_response(job: Job) -> generation_pb2.GenerateResponse:
@@ -271,48 +272,62 @@ def generate_response(job: Job) -> generation_pb2.GenerateResponse:
 
 
 class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
-    """hub.v1 generation over the engine; every request is logged in the registry."""
+    """hub.v1 generation over the engine; every request is logged in the registry, and counted in ``metrics``."""
 
-    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: EngineOptions, models: ModelCache | None = None) -> None:
+    def __init__(self, hub_thread: HubThread, resolver: Resolver, options: EngineOptions, models: ModelCache | None = None,
+                 metrics: series.Sink | None = None) -> None:
         self.hub_thread = hub_thread
         self.hub = hub_thread.hub
         self.resolver = resolver
-        self.engine = Engine(options, record=lambda jobs: record_generations(hub_thread, jobs))
+        self.metrics = metrics
+        self.engine = Engine(options, record=lambda jobs: record_generations(hub_thread.hub, jobs),
+                             observer=series.MetricsObserver(metrics) if metrics is not None else None)
         self.models = models if models is not None else ModelCache()
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        return await self.generate(convert.parse_generate(request), call_deadline(context))
+        with series.request(self.metrics, request_id(context)) as timed:
+            return await self._generate(convert.parse_generate(request), call_deadline(context), timed)
 
     async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
         """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
-        protocol) takes, so admission, batching, deadlines, cancellation and the generation log are the same."""
-        job, parsed = await self._submit(parsed, deadline, events=None)
+        protocol) takes, so admission, batching, deadlines, cancellation, the generation log and metrics are the same."""
+        with series.request(self.metrics) as timed:
+            return await self._generate(parsed, deadline, timed)
+
+    async def _generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                        timed: series.Request) -> generation_pb2.GenerateResponse:
+        job, parsed = await self._submit(parsed, deadline, events=None, timed=timed)
         assert job.future is not None
         try:
             await asyncio.shield(job.future)
         finally:
             job.cancel()  # no-op once finished; otherwise the RPC ended early: stop at the next pass
+        timed.queue_s = job.outcome.queue_s if job.outcome is not None else None
         return convert.annotate_response(generate_response(job), parsed)
 
     async def StreamGenerate(
         self, request: generation_pb2.StreamGenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.StreamGenerateResponse]:
-        parsed = convert.parse_generate(request.request, request.preview_every)
-        events: Latest[generation_pb2.Progress] = Latest()
-        job, parsed = await self._submit(parsed, call_deadline(context), events=events)
-        assert job.future is not None
-        job.future.add_done_callback(lambda _: events.close())
-        try:
-            while (progress := await events.get()) is not None:
-                yield generation_pb2.StreamGenerateResponse(progress=progress)
-            await job.future
-        finally:
-            job.cancel()  # a client that went away stops its sampling at the next pass
-        yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(generate_response(job), parsed))
+        with series.request(self.metrics, request_id(context)) as timed:
+            parsed = convert.parse_generate(request.request, request.preview_every)
+            events: Latest[generation_pb2.Progress] = Latest()
+            job, parsed = await self._submit(parsed, call_deadline(context), events=events, timed=timed)
+            assert job.future is not None
+            job.future.add_done_callback(lambda _: events.close())
+            try:
+                while (progress := await events.get()) is not None:
+                    yield generation_pb2.StreamGenerateResponse(progress=progress)
+                await job.future
+            finally:
+                job.cancel()  # a client that went away stops its sampling at the next pass
+            timed.queue_s = job.outcome.queue_s if job.outcome is not None else None
+            yield generation_pb2.StreamGenerateResponse(result=convert.annotate_response(generate_response(job), parsed))
 
     async def _submit(self, parsed: convert.ParsedRequest, deadline: float | None, *,
-                      events: Latest[generation_pb2.Progress] | None) -> tuple[Job, convert.ParsedRequest]:
+                      events: Latest[generation_pb2.Progress] | None,
+                      timed: series.Request) -> tuple[Job, convert.ParsedRequest]:
         parsed, version = await target(self.hub_thread, self.resolver, parsed)
+        timed.resolved(version)
         model = await self.model(version)
         convert.check_supported(model.capabilities, parsed.request)  # an unsupported field fails here, before queueing
         job = engine_job(parsed, version, model, deadline, events)
@@ -332,10 +347,17 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 for old in evicted:
                     await self.engine.drop(old)
                     await self.hub_thread.run(self.hub.unload, *old)
+                if self.metrics is not None:
+                    self.metrics.loaded(len(self.models))
         return model
 
     async def close(self) -> None:
         await self.engine.close()
+
+
+def request_id(context: aio.ServicerContext) -> str:
+    """The caller's ``x-request-id`` metadata ("" when it sent none: the access log makes one up)."""
+    return next((str(value) for key, value in context.invocation_metadata() or () if key == "x-request-id"), "")
 
 
 def call_deadline(context: aio.ServicerContext) -> float | None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hub.v1 import types_pb2 as hub_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hub/v1/generation.proto\x12\x06hub.v1\x1a\x12hub/v1/types.proto\"\xfe\x03\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x04task\x18\x02 \x01(\x0b\x32\x0c.hub.v1.Task\x12\x1e\n\x11latency_budget_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bnum_samples\x18\n \x01(\r\x12\x11\n\x04seed\x18\x0b \x01(\x04H\x02\x88\x01\x01\x12\x0f\n\x07sampler\x18\x0c \x01(\t\x12\r\n\x05steps\x18\r \x01(\r\x12\x0b\n\x03\x65ta\x18\x0e \x01(\x02\x12\x1b\n\x0eguidance_scale\x18\x0f \x01(\x02H\x03\x88\x01\x01\x12\x17\n\ntruncation\x18\x10 \x01(\x02H\x04\x88\x01\x01\x12\x15\n\x0b\x63lass_label\x18\x11 \x01(\x05H\x00\x12\x10\n\x06prompt\x18\x12 \x01(\tH\x00\x12\x33\n\x06params\x18\x13 \x03(\x0b\x32#.hub.v1.GenerateRequest.ParamsEntry\x12#\n\x06\x66ormat\x18\x14 \x01(\x0e\x32\x13.hub.v1.ImageFormat\x1a\x41\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.hub.v1.ParamValue:\x02\x38\x01\x42\x0e\n\x0c\x63onditioningB\x14\n\x12_latency_budget_msB\x07\n\x05_seedB\x11\n\x0f_guidance_scaleB\r\n\x0b_truncation\"*\n\x04Task\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tcondition\x18\x02 \x01(\t\"\x85\x02\n\x10GenerateResponse\x12\x1d\n\x06images\x18\x01 \x03(\x0b\x32\r.hub.v1.Image\x12.\n\rmodel_version\x18\x02 \x01(\x0b\x32\x17.hub.v1.ModelVersionRef\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x15\n\rgeneration_id\x18\x04 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\x12\x15\n\rqueue_seconds\x18\x06 \x01(\x01\x12\x15\n\rbatch_samples\x18\x07 \x01(\r\x12\x15\n\rrouted_reason\x18\x08 \x01(\t\x12\x0f\n\x07sampler\x18\t \x01(\t\x12\r\n\x05steps\x18\n \x01(\r\"X\n\x15StreamGenerateRequest\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.hub.v1.GenerateRequest\x12\x15\n\rpreview_every\x18\x02 \x01(\r\"H\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\x1f\n\x08previews\x18\x03 \x03(\x0b\x32\r.hub.v1.Image\"s\n\x16StreamGenerateResponse\x12$\n\x08progress\x18\x01 \x01(\x0b\x32\x10.hub.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.hub.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent2\xa5\x01\n\x11GenerationService\x12=\n\x08Generate\x12\x17.hub.v1.GenerateRequest\x1a\x18.hub.v1.GenerateResponse\x12Q\n\x0eStreamGenerate\x12\x1d.hub.v1.StreamGenerateRequest\x1a\x1e.hub.v1.StreamGenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hub/v1/generation.proto\x12\x06hub.v1\x1a\x12hub/v1/types.proto\"\x97\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x04task\x18\x02 \x01(\x0b\x32\x0c.hub.v1.Task\x12\x1e\n\x11latency_budget_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bnum_samples\x18\n \x01(\r\x12\x11\n\x04seed\x18\x0b \x01(\x04H\x02\x88\x01\x01\x12\x0f\n\x07sampler\x18\x0c \x01(\t\x12\r\n\x05steps\x18\r \x01(\r\x12\x0b\n\x03\x65ta\x18\x0e \x01(\x02\x12\x1b\n\x0eguidance_scale\x18\x0f \x01(\x02H\x03\x88\x01\x01\x12\x17\n\ntruncation\x18\x10 \x01(\x02H\x04\x88\x01\x01\x12\x15\n\x0b\x63lass_label\x18\x11 \x01(\x05H\x00\x12\x10\n\x06prompt\x18\x12 \x01(\tH\x00\x12\x33\n\x06params\x18\x13 \x03(\x0b\x32#.hub.v1.GenerateRequest.ParamsEntry\x12#\n\x06\x66ormat\x18\x14 \x01(\x0e\x32\x13.hub.v1.ImageFormat\x12\x17\n\x0fnegative_prompt\x18\x15 \x01(\t\x1a\x41\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.hub.v1.ParamValue:\x02\x38\x01\x42\x0e\n\x0c\x63onditioningB\x14\n\x12_latency_budget_msB\x07\n\x05_seedB\x11\n\x0f_guidance_scaleB\r\n\x0b_truncation\"*\n\x04Task\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tcondition\x18\x02 \x01(\t\"\x85\x02\n\x10GenerateResponse\x12\x1d\n\x06images\x18\x01 \x03(\x0b\x32\r.hub.v1.Image\x12.\n\rmodel_version\x18\x02 \x01(\x0b\x32\x17.hub.v1.ModelVersionRef\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x15\n\rgeneration_id\x18\x04 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\x12\x15\n\rqueue_seconds\x18\x06 \x01(\x01\x12\x15\n\rbatch_samples\x18\x07 \x01(\r\x12\x15\n\rrouted_reason\x18\x08 \x01(\t\x12\x0f\n\x07sampler\x18\t \x01(\t\x12\r\n\x05steps\x18\n \x01(\r\"X\n\x15StreamGenerateRequest\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.hub.v1.GenerateRequest\x12\x15\n\rpreview_every\x18\x02 \x01(\r\"H\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\x1f\n\x08previews\x18\x03 \x03(\x0b\x32\r.hub.v1.Image\"s\n\x16StreamGenerateResponse\x12$\n\x08progress\x18\x01 \x01(\x0b\x32\x10.hub.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.hub.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent2\xa5\x01\n\x11GenerationService\x12=\n\x08Generate\x12\x17.hub.v1.GenerateRequest\x1a\x18.hub.v1.GenerateResponse\x12Q\n\x0eStreamGenerate\x12\x1d.hub.v1.StreamGenerateRequest\x1a\x1e.hub.v1.StreamGenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST_PARAMSENTRY']._loaded_options = None
   _globals['_GENERATEREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_GENERATEREQUEST']._serialized_start=56
-  _globals['_GENERATEREQUEST']._serialized_end=566
-  _globals['_GENERATEREQUEST_PARAMSENTRY']._serialized_start=420
-  _globals['_GENERATEREQUEST_PARAMSENTRY']._serialized_end=485
-  _globals['_TASK']._serialized_start=568
-  _globals['_TASK']._serialized_end=610
-  _globals['_GENERATERESPONSE']._serialized_start=613
-  _globals['_GENERATERESPONSE']._serialized_end=874
-  _globals['_STREAMGENERATEREQUEST']._serialized_start=876
-  _globals['_STREAMGENERATEREQUEST']._serialized_end=964
-  _globals['_PROGRESS']._serialized_start=966
-  _globals['_PROGRESS']._serialized_end=1038
-  _globals['_STREAMGENERATERESPONSE']._serialized_start=1040
-  _globals['_STREAMGENERATERESPONSE']._serialized_end=1155
-  _globals['_GENERATIONSERVICE']._serialized_start=1158
-  _globals['_GENERATIONSERVICE']._serialized_end=1323
+  _globals['_GENERATEREQUEST']._serialized_end=591
+  _globals['_GENERATEREQUEST_PARAMSENTRY']._serialized_start=445
+  _globals['_GENERATEREQUEST_PARAMSENTRY']._serialized_end=510
+  _globals['_TASK']._serialized_start=593
+  _globals['_TASK']._serialized_end=635
+  _globals['_GENERATERESPONSE']._serialized_start=638
+  _globals['_GENERATERESPONSE']._serialized_end=899
+  _globals['_STREAMGENERATEREQUEST']._serialized_start=901
+  _globals['_STREAMGENERATEREQUEST']._serialized_end=989
+  _globals['_PROGRESS']._serialized_start=991
+  _globals['_PROGRESS']._serialized_end=1063
+  _globals['_STREAMGENERATERESPONSE']._serialized_start=1065
+  _globals['_STREAMGENERATERESPONSE']._serialized_end=1180
+  _globals['_GENERATIONSERVICE']._serialized_start=1183
+  _globals['_GENERATIONSERVICE']._serialized_end=1348
 # @@protoc_insertion_point(module_scope)

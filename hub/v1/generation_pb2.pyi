@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "task", "latency_budget_ms", "num_samples", "seed", "sampler", "steps", "eta", "guidance_scale", "truncation", "class_label", "prompt", "params", "format")
+    __slots__ = ("model", "task", "latency_budget_ms", "num_samples", "seed", "sampler", "steps", "eta", "guidance_scale", "truncation", "class_label", "prompt", "params", "format", "negative_prompt")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class GenerateRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: Task
     latency_budget_ms: float
@@ -44,7 +45,8 @@ class GenerateRequest(_message.Message):
     prompt: str
     params: _containers.MessageMap[str, _types_pb2.ParamValue]
     format: _types_pb2.ImageFormat
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., latency_budget_ms: _Optional[float] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., eta: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., truncation: _Optional[float] = ..., class_label: _Optional[int] = ..., prompt: _Optional[str] = ..., params: _Optional[_Mapping[str, _types_pb2.ParamValue]] = ..., format: _Optional[_Union[_types_pb2.ImageFormat, str]] = ...) -> None: ...
+    negative_prompt: str
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., latency_budget_ms: _Optional[float] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., sampler: _Optional[str] = ..., steps: _Optional[int] = ..., eta: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., truncation: _Optional[float] = ..., class_label: _Optional[int] = ..., prompt: _Optional[str] = ..., params: _Optional[_Mapping[str, _types_pb2.ParamValue]] = ..., format: _Optional[_Union[_types_pb2.ImageFormat, str]] = ..., negative_prompt: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("dataset", "condition")

@@ -41,7 +41,7 @@ class Passes(EngineObserver):
     def __init__(self) -> None:
         self.rows: list[int] = []
 
-    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
         self.rows.append(rows)
 
 
@@ -179,7 +179,7 @@ class Rows(EngineObserver):
     def __init__(self) -> None:
         self.passes: list[tuple[int, int]] = []
 
-    def on_pass(self, lane: str, rows: int, requests: int, seconds: float) -> None:
+    def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
         self.passes.append((rows, requests))
 
 

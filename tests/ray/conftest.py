@@ -81,6 +81,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
 
 
 @pytest.fixture(scope="session")
+def tiny_db(tiny: TinyHub) -> TinyHub:
+    """Shared tests that run on both databases with the local server run on this session's hub (SQLite) here."""
+    return tiny
+
+
+@pytest.fixture(scope="session")
 def ray_app(tiny: TinyHub) -> Iterator[str]:
     """The genhub Serve app on a local Ray instance; yields the gRPC address (127.0.0.1:PORT)."""
     from hub.ray import app, runner

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -16,17 +17,17 @@ from hub.server import convert
 from hub.v1 import generation_pb2, generation_pb2_grpc
 from tests.ray.conftest import QUEUE_MODEL
 from tests.server.harness import IMAGE_MODEL, TinyHub, wait_for
-from tests.server.test_generation import newest_id
+from tests.server.test_generation import log_mark
 
 SLOW = {"step_sleep_s": 0.05}
 LONG = 1000  # steps: 50 s at SLOW; every stop below happens far earlier
 
 
-def stopped_at(tiny: TinyHub, after_id: int, statuses: tuple[str, ...], timeout: float = 30) -> tuple[str, int]:
-    """Status and step of the first generation logged after ``after_id`` as stopped (waits for it)."""
+def stopped_at(tiny: TinyHub, after: datetime, statuses: tuple[str, ...], timeout: float = 30) -> tuple[str, int]:
+    """Status and step of the first generation logged after ``after`` as stopped (waits for it)."""
 
     def find() -> Any:
-        return next((g for g in tiny.hub.registry.generations(limit=20) if g.id > after_id and g.status in statuses), None)
+        return next((g for g in tiny.hub.registry.generations(limit=20) if g.created_at > after and g.status in statuses), None)
 
     record = wait_for(find, timeout=timeout, what=f"a generation logged as one of {statuses}")
     if record.status == "ok":
@@ -60,7 +61,7 @@ def test_the_timeout_metadata_alone_stops_sampling_on_the_replica(tiny: TinyHub,
     """No gRPC deadline at all: only the replica can answer DEADLINE_EXCEEDED, and only by stopping early."""
     with Client(ray_app) as client:
         client.generate(IMAGE_MODEL, seed=5, steps=1)  # the replica has the model loaded: the deadline is all sampling
-        before = newest_id(tiny)
+        before = log_mark(tiny)
         stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:
@@ -75,7 +76,7 @@ def test_the_timeout_metadata_alone_stops_sampling_on_the_replica(tiny: TinyHub,
 
 
 def test_a_client_timeout_on_a_stream_reaches_the_replica(tiny: TinyHub, ray_app: str) -> None:
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with Client(ray_app) as client:
         steps = 0
         with pytest.raises(errors.DeadlineExceeded):
@@ -115,7 +116,7 @@ def test_timeout_metadata_round_trips() -> None:
 
 @pytest.mark.parametrize("attempt", range(3))  # was flaky: run it several times in the same session
 def test_a_cancelled_stream_stops_the_replicas_sampling(tiny: TinyHub, ray_app: str, attempt: int) -> None:
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with Client(ray_app) as client:
         stream = client.stream_generate(IMAGE_MODEL, seed=10 + attempt, steps=LONG, params=SLOW)
         for event in stream:

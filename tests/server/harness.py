@@ -102,16 +102,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     opened.hub.close()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def tiny_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
-    """``tiny`` itself (SQLite), then the same hub on a PostgreSQL database of its own (opened once)."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("tiny")
-        return
-    opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-server-pg"),
-                           db_url=database_url(request, Path(), empty=True))  # not the shared, emptied one
+@pytest.fixture(scope="session")
+def tiny_pg(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
+    """``tiny`` on a PostgreSQL database of its own (not the shared one that registry tests empty)."""
+    url = database_url(request, Path(), "postgresql", empty=True)
+    opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-server-pg"), db_url=url)
     yield opened
     opened.hub.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def tiny_db(request: pytest.FixtureRequest) -> TinyHub:
+    """``tiny`` itself (SQLite), then ``tiny_pg``: a test that uses it runs on both databases."""
+    return request.getfixturevalue("tiny" if request.param == "sqlite" else "tiny_pg")
 
 
 @contextmanager
@@ -222,7 +225,7 @@ class ServeProcess:
 @pytest.fixture(scope="session")
 def serve_process(tiny: TinyHub) -> Iterator[ServeProcess]:
     """One real `genhub serve` for the session; at the end SIGTERM must stop it cleanly."""
-    process = ServeProcess(tiny, "--max-batch", "32")
+    process = ServeProcess(tiny, "--max-batch", "32", "--metrics-address", "127.0.0.1:0")
     try:
         yield process
         assert process.terminate() == 0, process.log

@@ -6,6 +6,7 @@ import io
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -52,16 +53,19 @@ def busy_worker(client: Client) -> Iterator[None]:
         stream.close()
 
 
-def newest_id(tiny: TinyHub) -> int:
+def log_mark(tiny: TinyHub) -> datetime:
+    """When the newest generation logged so far was created (ids come in per-process blocks: not in time order)."""
+    tiny.hub.generation_log.flush()  # records still queued count as logged
     newest = tiny.hub.registry.generations(limit=1)
-    return newest[0].id if newest else 0
+    return newest[0].created_at if newest else datetime.min.replace(tzinfo=timezone.utc)
 
 
-def wait_logged(tiny: TinyHub, after_id: int, status: str) -> Any:
-    """The first generation logged after ``after_id`` with ``status`` (waits for it)."""
+def wait_logged(tiny: TinyHub, after: datetime, status: str, seed: int) -> Any:
+    """The first generation of ``seed`` logged after ``after`` with ``status`` (waits for the background writer)."""
 
     def find() -> Any:
-        return next((g for g in tiny.hub.registry.generations(limit=20) if g.id > after_id and g.status == status), None)
+        logged = tiny.hub.registry.generations(limit=20)
+        return next((g for g in logged if g.created_at > after and g.status == status and g.seed == seed), None)
 
     return wait_for(find, what=f"a generation logged as {status!r}")
 
@@ -73,7 +77,9 @@ def test_generate_returns_pngs_of_the_resolved_version_and_logs_it(tiny: TinyHub
     assert result.model == f"{IMAGE_MODEL}:{version.version}" and result.digest == version.artifact_digest
     png = Image.open(io.BytesIO(result.response.images[0].png))
     assert png.size == (8, 8) and png.mode == "L"
-    logged = {g.id: g for g in tiny.hub.registry.generations(limit=50)}[result.generation_id]
+    # the server's background log writer flushes within 200 ms (in this process or a Ray replica)
+    logged = wait_for(lambda: {g.id: g for g in tiny.hub.registry.generations(limit=50)}.get(result.generation_id),
+                      what=f"generation {result.generation_id} in the log")
     assert (logged.status, logged.seed, logged.num_samples) == ("ok", 7, 3)
     assert logged.params["steps"] == 4 and logged.ref == result.model
 
@@ -154,7 +160,7 @@ def test_an_unsupported_field_is_invalid_argument_before_queueing(tiny: TinyHub,
 
 def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with server.client() as client:
         stream = client.stream_generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW)
         for event in stream:
@@ -163,7 +169,7 @@ def test_a_cancelled_stream_stops_the_sampling_loop(tiny: TinyHub, server: Backg
                 break
         started_at = model.steps_taken
         stream.close()  # cancels the RPC
-        logged = wait_logged(tiny, before, "cancelled")  # logged once the sampling call has returned
+        logged = wait_logged(tiny, before, "cancelled", seed=1)  # logged once the sampling call has returned
         stopped_at = model.steps_taken
         time.sleep(0.3)
         assert model.steps_taken == stopped_at, "the sampling loop kept running after the client cancelled"
@@ -187,11 +193,11 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
 
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
-    before = newest_id(tiny)
+    before = log_mark(tiny)
     with server.client() as client:
         with pytest.raises(errors.DeadlineExceeded):
             client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
-        wait_logged(tiny, before, "deadline")
+        wait_logged(tiny, before, "deadline", seed=1)
         stopped_at = model.steps_taken
         time.sleep(0.3)
         assert model.steps_taken == stopped_at, "the sampling loop kept running past the deadline"

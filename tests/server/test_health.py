@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hub.server.app import SERVICE_NAMES, BackgroundServer
-from tests.server.harness import TinyHub, running_server
+from tests.server.harness import TinyHub, running_server, wait_for
 
 SERVING, NOT_SERVING, UNKNOWN = (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING,
                                  health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
@@ -29,3 +32,26 @@ def test_list_names_every_service_with_its_status(server: BackgroundServer) -> N
     with grpc.insecure_channel(server.address) as channel:
         listed = health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest(), timeout=10)
     assert {name: s.status for name, s in listed.statuses.items()} == {name: SERVING for name in ("", *SERVICE_NAMES)}
+
+
+def test_not_serving_until_the_bundled_models_are_synced(tiny: TinyHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`genhub serve` listens first and syncs after (start(sync=True)); health says when it is done."""
+    synced = threading.Event()
+    release = threading.Event()
+    real_sync = tiny.hub.sync
+
+    def slow_sync() -> None:  # the real sync, held until the test has seen NOT_SERVING
+        release.wait(30)
+        real_sync()
+        synced.set()
+
+    monkeypatch.setattr(tiny.hub, "sync", slow_sync)
+    with running_server(tiny, sync=True) as server, grpc.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == NOT_SERVING
+        release.set()
+        wait_for(lambda: stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == SERVING,
+                 timeout=60, what="SERVING after the sync")
+        assert synced.is_set()
+        statuses = stub.List(health_pb2.HealthListRequest(), timeout=10).statuses
+        assert {name: s.status for name, s in statuses.items()} == {name: SERVING for name in ("", *SERVICE_NAMES)}

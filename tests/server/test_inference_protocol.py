@@ -21,6 +21,7 @@ from hub.server.app import BackgroundServer
 from tests.server.harness import IMAGE_MODEL, TinyHub
 from tests.server.harness import wait_for
 from tests.server.oip import DATATYPES, connect, hub_v1_pixels, hub_v1_points, inputs, status_of, token_metadata
+from tests.server.test_generation import log_mark
 
 SERVICE = "inference.GRPCInferenceService"
 
@@ -145,6 +146,7 @@ def test_typed_inputs_give_the_same_samples_as_raw_ones(client: triton.Inference
 
 def test_a_request_is_logged_like_hub_v1s(client: triton.InferenceServerClient, tiny: TinyHub) -> None:
     response = client.infer("stylegan-digits", inputs(seed=11, num_samples=2, truncation=0.7)).get_response()
+    tiny.hub.generation_log.flush()  # the server logs through the session hub's background writer
     logged = {g.id: g for g in tiny.hub.registry.generations(limit=50)}[response.parameters["generation_id"].int64_param]
     assert (logged.status, logged.seed, logged.num_samples, logged.ref) == ("ok", 11, 2, "stylegan-digits:1")
     assert logged.params["truncation"] == pytest.approx(0.7)
@@ -212,11 +214,11 @@ def test_bad_requests_are_refused_with_the_input_named(stub: Stub, request_: Any
 
 
 def test_a_deadline_stops_the_request_as_on_hub_v1(client: triton.InferenceServerClient, tiny: TinyHub) -> None:
-    before = max((g.id for g in tiny.hub.registry.generations(limit=1)), default=0)
+    before = log_mark(tiny)
     code, _ = status_of(lambda: client.infer("ddpm-digits", inputs(seed=1, num_samples=8, steps=1000, sampler="ddpm"),
                                               client_timeout=0.5))
     assert code == "DEADLINE_EXCEEDED"
-    stopped = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.id > before and g.status == "deadline"],
+    stopped = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.created_at > before and g.status == "deadline"],
                        timeout=60, what="the stopped request in the generation log")
     assert stopped[0].ref == "ddpm-digits:1"
 
@@ -233,14 +235,14 @@ def test_liveness_is_open_and_the_rest_needs_a_generate_token(server: Background
 def test_request_parameters_reach_the_family_and_a_cancelled_infer_stops_sampling(client: triton.InferenceServerClient,
                                                                                  tiny: TinyHub) -> None:
     model = tiny.model(IMAGE_MODEL)
-    before = max((g.id for g in tiny.hub.registry.generations(limit=1)), default=0)
+    before = log_mark(tiny)
     started = model.steps_taken
     outcome: list[Any] = []
     call = client.async_infer(IMAGE_MODEL, inputs(seed=1, steps=500), lambda result, error: outcome.append(error),
                               parameters={"step_sleep_s": 0.02})  # the tiny family's slow-down param
     wait_for(lambda: model.steps_taken > started + 3, timeout=60, what="sampling to start")
     call.cancel()
-    logged = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.id > before and g.status == "cancelled"],
+    logged = wait_for(lambda: [g for g in tiny.hub.registry.generations(limit=20) if g.created_at > before and g.status == "cancelled"],
                       timeout=60, what="the cancelled request in the generation log")
     assert logged[0].params["params"] == {"step_sleep_s": 0.02}
     stopped_at = model.steps_taken

@@ -47,6 +47,7 @@ def test_a_task_routes_to_the_best_version_that_fits_and_says_why(routed: tuple[
     assert (best.sampler, best.steps) == ("euler", 6)  # the settings its latency was measured with
     assert best.routed_reason.startswith("routed to slow-good:1 (euler sampler, 6 steps): p50 120.0 ms")
     assert best.samples.shape == (2, 1, 8, 8)
+    tiny.hub.generation_log.flush()
     logged = {g.id: g for g in tiny.hub.registry.generations(limit=20)}[best.generation_id]
     assert logged.ref == "slow-good:1" and logged.params["steps"] == 6 and logged.params["sampler"] == "euler"
 
@@ -76,6 +77,7 @@ def test_a_condition_routes_to_a_conditional_version_and_becomes_the_class_label
     tiny, client = routed
     result = client.generate(task="digits", condition="7", latency_budget_ms=500, seed=2)
     assert result.model == "cond-digits:1" and result.steps == 3
+    tiny.hub.generation_log.flush()
     logged = {g.id: g for g in tiny.hub.registry.generations(limit=20)}[result.generation_id]
     assert logged.params["class_labels"] == [7]
     same = client.generate(task="digits", condition="7", class_label=7, latency_budget_ms=500, seed=2)

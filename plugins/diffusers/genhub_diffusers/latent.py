@@ -71,8 +71,8 @@ class TextToImageModel(DiffusersModel):
                 "text_encoder": tf.CLIPTextModel(tf.CLIPTextConfig.from_dict(text_config))}
 
     def conditioning(self) -> dict[str, Any]:
-        """A prompt per sample (none: the empty prompt, unguided) and classifier-free guidance."""
-        return {"prompts": True, "guidance": True, "default_guidance": self.config.default_guidance}
+        """A prompt per sample (none: the empty prompt, unguided), classifier-free guidance, negative prompts."""
+        return {"prompts": True, "guidance": True, "default_guidance": self.config.default_guidance, "negative_prompts": True}
 
     def _guidance(self, request: SampleRequest) -> float | None:
         guidance = request.guidance_scale
@@ -82,12 +82,14 @@ class TextToImageModel(DiffusersModel):
         return None if guidance == 1.0 else guidance
 
     def condition(self, request: SampleRequest) -> torch.Tensor:
-        """The text encoder's hidden states [R, L, D] for the request's rows: [prompts; empty prompts] when guided."""
+        """The text encoder's hidden states [R, L, D] for the request's rows: [prompts; negative or empty prompts] when
+        guided, as the pipeline's prompt_embeds and negative_prompt_embeds."""
         n = request.num_samples
         if request.prompts is None:
             return self.encode([""]).expand(n, -1, -1)
         prompts = list(request.prompts)
-        return self.encode(prompts if self._guidance(request) is None else prompts + [""] * n)
+        negatives = list(request.negative_prompts) if request.negative_prompts is not None else [""] * n
+        return self.encode(prompts if self._guidance(request) is None else prompts + negatives)
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """[N, L, D]: the prompts padded to the tokenizer's length, as StableDiffusionPipeline.encode_prompt does."""

@@ -49,6 +49,23 @@ def test_samples_equal_the_stable_diffusion_pipeline(hub: Any, save_text_pipelin
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
 
 
+def test_negative_prompts_equal_the_pipeline_and_need_a_prompt(hub: Any, save_text_pipeline: Any) -> None:
+    """A negative prompt conditions the unconditional half of each guided pass (the pipeline's negative_prompt)."""
+    from hub.errors import InvalidArgument
+
+    folder = save_text_pipeline()
+    negatives = ["blurry", "green"]
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder)
+    expected = pipeline_images(pipe, 10, PROMPTS, 5.0, negative_prompt=negatives)
+    version = import_pipeline(hub, folder, "tiny-sd")
+    ours = hub.generate(version.ref, SampleRequest(seeds=SEEDS, steps=10, prompts=PROMPTS, negative_prompts=negatives,
+                                                   guidance_scale=5.0), log=False).samples
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+    assert (ours - pipeline_images(pipe, 10, PROMPTS, 5.0)).abs().max() > 1e-2  # it changes the images
+    with pytest.raises(InvalidArgument, match="negative_prompts: a negative prompt needs a prompt"):
+        hub.generate(version.ref, SampleRequest(seeds=SEEDS, steps=2, negative_prompts=negatives), log=False)
+
+
 def test_requests_batched_pass_by_pass_sample_what_they_do_alone(hub: Any, save_text_pipeline: Any) -> None:
     """Guided, unguided and prompt-less requests share each network pass (text states concatenated row-wise)."""
     from hub.stepping import run_pass
@@ -79,7 +96,7 @@ def test_cli_and_grpc_server_generate_from_a_prompt(tmp_path: Path, save_text_pi
     code, shown, _ = cli(home, "models", "show", "tiny-sd")
     assert "StableDiffusionPipeline" in shown and f'"source": "{folder.resolve()}"' in shown.replace("\n", "")
     code, out, err = cli(home, "generate", "tiny-sd", "-n", "2", "--steps", "4", "--prompt", "a red circle", "--guidance", "3",
-                         "-o", str(grid))
+                         "--negative-prompt", "blue", "-o", str(grid))
     assert code == 0, err
     assert np.asarray(Image.open(grid)).std() > 5  # a picture, not a blank
     code, _, err = cli(home, "generate", "tiny-sd", "--steps", "2", "--prompt", "x" * (MAX_TOKENS - 1), "-o", str(grid))
@@ -88,15 +105,16 @@ def test_cli_and_grpc_server_generate_from_a_prompt(tmp_path: Path, save_text_pi
         server = BackgroundServer(hub, "127.0.0.1:0")
         try:
             with server.client(timeout=120) as client:
-                remote = client.generate("tiny-sd", num_samples=2, seed=5, steps=4, prompt="blue", guidance_scale=3.0, format="tensor")
+                remote = client.generate("tiny-sd", num_samples=2, seed=5, steps=4, prompt="blue", guidance_scale=3.0,
+                                         negative_prompt="red", format="tensor")
                 with pytest.raises(InvalidArgument, match="class_label: this model is not class-conditional"):
                     client.generate("tiny-sd", class_label=1, steps=2)
                 with pytest.raises(InvalidArgument, match="prompt: is .* tokens"):
                     client.generate("tiny-sd", prompt="y" * 100, steps=2)
         finally:
             server.stop(grace_s=1.0)
-        expected = hub.generate("tiny-sd", SampleRequest.from_seed(5, 2, steps=4, prompts=["blue"] * 2, guidance_scale=3.0),
-                                log=False).samples
+        request = SampleRequest.from_seed(5, 2, steps=4, prompts=["blue"] * 2, negative_prompts=["red"] * 2, guidance_scale=3.0)
+        expected = hub.generate("tiny-sd", request, log=False).samples
     assert remote.samples.shape == (2, 3, 16, 16)
     torch.testing.assert_close(remote.samples, expected, atol=1e-5, rtol=0)
 
