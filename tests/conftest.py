@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _deterministic_threads() -> None:
     torch.set_num_threads(1)  # see scripts/test.sh: OMP spin-waits thrash when processes share 2 cores
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what a test's in-process `genhub serve` (logs.configure) or `alembic -c alembic.ini` did to logging: their
+    handlers hold the test's captured sys.stderr, closed afterwards, and every later INFO record (alembic's, on each
+    new registry) would print "--- Logging error --- Traceback" into the next in-process CLI run's stderr."""
+    loggers = [logging.getLogger(name) for name in ("", "alembic", "hub.access")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture
