@@ -6,7 +6,8 @@
 For each step t (T..1) of the chain a model samples, x_t is taken from that chain and the generator's x_0
 prediction G(x_t, t, z) is drawn for many latents z at the same x_t. The row says how far the predictions spread
 over z, how many distinct modes they reach from one x_t, and what share lands within 3 std of a mode; beside it,
-the schedule: the signal sqrt(alpha-bar_{t-1}), the noise of level t - 1, and the posterior std the step adds.
+the schedule: the signal sqrt(alpha-bar_{t-1}), the noise of level t - 1, and the posterior std the step adds (in
+the model's units, data / data_scale; the spread is in data units).
 A step whose predictions reach several modes from one x_t is a choice made by z; where the posterior adds no
 noise (t = 1) the generator alone must make it, and a continuous map from z joins the modes it chooses between.
 """
@@ -26,7 +27,7 @@ from hub.eval.mixture import HIGH_QUALITY_STDS, mixture_score
 def step_rows(model: torch.nn.Module, centres: torch.Tensor, std: float, n: int, latents: int,
               seed: int) -> tuple[list[dict[str, float]], torch.Tensor]:
     """Per-step figures (T first) and the chain's final samples [n, 2]; ``model`` is a loaded DDGANModel."""
-    proc, z_dim, steps = model.process, model.config.z_dim, model.config.num_steps
+    proc, z_dim, steps, scale = model.process, model.config.z_dim, model.config.num_steps, model.config.data_scale
     gen = torch.Generator().manual_seed(seed)
 
     def randn(*shape: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ def step_rows(model: torch.nn.Module, centres: torch.Tensor, std: float, n: int,
     with torch.no_grad():
         for t in range(steps, 0, -1):
             tt = torch.full((n,), t)
-            preds = torch.stack([model.G_ema(x, tt, latent(n)) for _ in range(latents)])  # [L, n, 2]
+            preds = torch.stack([model.G_ema(x, tt, latent(n)) for _ in range(latents)]) * scale  # [L, n, 2], data units
             nearest = torch.cdist(preds.reshape(-1, 2), centres).min(dim=1)
             good = (nearest.values < HIGH_QUALITY_STDS * std).reshape(latents, n)
             modes = nearest.indices.reshape(latents, n)
@@ -51,7 +52,7 @@ def step_rows(model: torch.nn.Module, centres: torch.Tensor, std: float, n: int,
                          "modes": sum(reached) / n})
             x0 = model.G_ema(x, tt, latent(n))
             x = proc.posterior_sample(x0, x, tt, randn(n, 2) if t > 1 else None)
-    return rows, x
+    return rows, x * scale
 
 
 def main(argv: list[str] | None = None) -> None:
