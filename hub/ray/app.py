@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -84,13 +85,14 @@ class ModelServer:
     """
 
     def __init__(self, model: str, hub_args: HubArgs, settings: dict[str, Any]) -> None:
-        self.settings = ServeSettings(**settings)
-        torch.set_num_threads(max(1, int(self.settings.num_cpus)))  # more threads than CPUs thrash
+        self.settings = s = ServeSettings(**settings)
+        torch.set_num_threads(max(1, int(s.num_cpus)))  # more threads than CPUs thrash
         self.model = model
         self.hub = hub_args.open()
+        self.hub.log_enabled = bool(s.generation_log)
+        self.hub.log_retention = timedelta(seconds=s.log_retention_s) if s.log_retention_s else None
         self.hub_thread = HubThread(self.hub)
-        self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        s = self.settings
+        self.device = "cuda" if s.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         self.metrics = series.RayMetrics()  # the same series as genhub serve's, exported by Ray
         self.engine = Engine(
             EngineOptions(max_batch=s.max_batch_size, max_request_cost=s.max_request_cost,
@@ -99,7 +101,8 @@ class ModelServer:
             observer=series.MetricsObserver(self.metrics),
         )
         self.models = ModelCache(s.max_versions_per_replica, s.max_loaded_bytes or None)
-        self.hub.generation_log  # its writer thread starts now, ids reserved before the first request ends
+        if self.hub.log_enabled:
+            self.hub.generation_log  # its writer thread starts now (pruning first), ids reserved before the first request ends
 
     async def _load(self, version: Any) -> Any:
         """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
