@@ -10,13 +10,17 @@ import time
 import urllib.request
 from typing import Callable
 
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub import errors
 from hub.client import Client, RemoteGeneration
 from hub.ray.runner import METRICS_REPORT_MS
+from tests.ray.test_inference_protocol import TIMEOUT
 from tests.server.harness import IMAGE_MODEL, TinyHub
+from tests.server.oip import connect, inputs, status_of
 
 Samples = list[tuple[str, dict[str, str], float]]
 BOUND_S = 60.0  # a report reaches the agent within a few report intervals; this only bounds a failure
@@ -52,7 +56,8 @@ def test_ray_exports_the_genhub_series_moved_by_exactly_the_traffic_sent(ray_app
     expected = {  # (series, labels): how much the traffic below moves it
         ("ray_genhub_requests_total", (("code", "OK"), *model.items())): 3,
         ("ray_genhub_requests_total", (("code", "NOT_FOUND"), *unresolved.items())): 1,
-        ("ray_genhub_requests_total", (("code", "INVALID_ARGUMENT"), *unresolved.items())): 1,
+        ("ray_genhub_requests_total", (("code", "INVALID_ARGUMENT"), *unresolved.items())): 2,
+        ("ray_genhub_requests_total", (("code", "UNAUTHENTICATED"), *unresolved.items())): 2,
         ("ray_genhub_request_duration_seconds_count", tuple(model.items())): 3,  # the ingress
         ("ray_genhub_batch_samples_count", tuple(model.items())): 3,  # the replica: one sampling call each
         ("ray_genhub_step_duration_seconds_count", tuple(model.items())): 3 * 2,  # 2 network passes each
@@ -71,6 +76,13 @@ def test_ray_exports_the_genhub_series_moved_by_exactly_the_traffic_sent(ray_app
             client.generate("no-such-model", seed=1)
         with pytest.raises(errors.InvalidArgument, match="steps: "):  # refused while parsing: no version yet
             client.generate(IMAGE_MODEL, seed=1, steps=5000)
+    with Client(ray_app, timeout=60, token="ghk_unknown") as unknown, pytest.raises(errors.Unauthenticated):
+        unknown.generate(IMAGE_MODEL, seed=1, steps=2)
+    with connect(ray_app) as no_token:  # the open inference protocol: refused for want of a token, then while parsing
+        assert status_of(lambda: no_token.infer(IMAGE_MODEL, inputs(seed=1), headers=dict(TIMEOUT)))[0] == "UNAUTHENTICATED"
+    with connect(ray_app, tiny.home) as oip:
+        bad = triton.InferInput("noise", [1], "FP32").set_data_from_numpy(np.zeros(1, np.float32))
+        assert status_of(lambda: oip.infer(IMAGE_MODEL, [bad], headers=dict(TIMEOUT)))[0] == "INVALID_ARGUMENT"
     want = tuple(before[i] + moved for i, moved in enumerate(expected.values()))
     deadline = time.monotonic() + BOUND_S
     while (after := read(scrape(ray_metrics_port))) != want and time.monotonic() < deadline:
