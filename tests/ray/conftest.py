@@ -97,7 +97,15 @@ def tiny_db(tiny: TinyHub) -> TinyHub:
 
 
 @pytest.fixture(scope="session")
-def ray_app(tiny: TinyHub) -> Iterator[str]:
+def ray_metrics_port() -> int:
+    """Where the session's Ray serves its metrics (Prometheus text: the genhub series as ray_genhub_*)."""
+    from hub.ray import runner
+
+    return runner.free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_app(tiny: TinyHub, ray_metrics_port: int) -> Iterator[str]:
     """The genhub Serve app on a local Ray instance; yields the gRPC address (127.0.0.1:PORT)."""
     from hub.ray import app, runner
     from hub.ray.settings import ServeSettings
@@ -128,7 +136,7 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
     os.environ[auth.TOKEN_ENV] = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.ADMIN]
     before = descendants(os.getpid())
     try:
-        runner.start(port, num_cpus=2)
+        runner.start(port, num_cpus=2, metrics_port=ray_metrics_port)
         runner.run(app.build(app.HubArgs(tiny.db_url, str(tiny.home)), settings))
         _restore_token(previous_token)
         yield f"127.0.0.1:{port}"
