@@ -37,9 +37,9 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
     if auth_enabled and (written := auth.create_initial_tokens(hub.registry, hub.home)) is not None:
         click.echo(f"created an admin and a generate token; wrote them to {written} (mode 0600)", err=True)
     stop = threading.Event()
-    runner.start(port, ray_address=ray_address, host=host.strip("[]"))
-    try:
-        require_shared_backend(hub.registry.url, runner.alive_nodes())  # one node (a local instance) keeps SQLite
+    try:  # one node (a local instance) keeps SQLite; checked before Serve starts anything on the cluster
+        runner.start(port, ray_address=ray_address, host=host.strip("[]"),
+                     check=lambda: require_shared_backend(hub.registry.url, runner.alive_nodes()))
     except BaseException:
         runner.stop(local=ray_address is None)
         raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from hub.ray.constants import APP_NAME, SERVE_ENV, SERVICER_FUNCTIONS
 
@@ -45,8 +45,9 @@ def alive_nodes() -> int:
 
 def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | None = None,
           env: dict[str, str] | None = None, http_port: int | None = None, host: str = "127.0.0.1",
-          metrics_port: int | None = None) -> None:
-    """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy.
+          metrics_port: int | None = None, check: Callable[[], None] | None = None) -> None:
+    """ray.init (a local instance unless ``ray_address``), ``check()`` (raises to refuse this cluster before Serve
+    starts anything on it), then serve.start with the hub.v1 gRPC proxy.
 
     On a local instance the gRPC proxy listens on ``host`` only (``hub.ray.bind``), and ``metrics_port`` (if given)
     is where Ray's metrics agent serves Prometheus text (the genhub series as ``ray_genhub_*``), reported every
@@ -66,6 +67,8 @@ def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | N
                  runtime_env={"worker_process_setup_hook": SETUP_HOOK}, **metrics)
     else:
         ray.init(address=ray_address, log_to_driver=False)
+    if check is not None:
+        check()
     serve.start(
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=SERVICER_FUNCTIONS),
         http_options=HTTPOptions(host="127.0.0.1", port=http_port or free_port()),
