@@ -154,6 +154,7 @@ def _row(hub: Hub, ref: str, dataset: str, train_s: float | None, options: EvalO
         "floor": value("fd_floor") if value("fd_floor") is not None else value("modes_covered_floor"),
         "fd_floor": value("fd_floor"), "fd_random_floor": value("fd_random_floor"),
         "hq_floor": value("high_quality_share_floor"), "class_floor": value("class_agreement_floor"),
+        "floor_classes": figures["fd_floor"].details.get("floor_classes", "random") if "fd_floor" in figures else None,
     }
 
 
@@ -186,6 +187,7 @@ def print_table(rows: list[dict[str, Any]], hardware: str) -> None:
               f"{'HQ share':>12} {'bridge':>6} {'FD cls':>11} {'FD rnd':>11} {'P':>4} {'R':>4} {'class':>5} {'nn':>4} "
               f"{'copy':>4} {'img/s b1':>8} {'img/s bmax':>10}")
     floors = ", ".join(sorted({f"{r['dataset']} FD {r['fd_floor']:.4g} / rnd {r['fd_random_floor']:.3g}"
+                               + (" (class-balanced)" if r["floor_classes"] == "balanced" else "")
                                for r in rows if r["fd_floor"] is not None} |
                               {f"{r['dataset']} HQ {r['hq_floor']:.3g}" for r in rows if r["hq_floor"] is not None}))
     print(f"\nTrade-offs on {hardware} (floor, real data at the same N: {floors})")
@@ -257,11 +259,11 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
         label = f"digits {family}: FD within {limit}x DDPM DDIM-50's" + (" at >= 100x DDPM-1000's images/s"
                                                                           if family != "stylegan" else "")
         out.append((label, ok, text))
-    floors = {key: next((r[key] for r in rows if r["dataset"] == "digits" and r[key] is not None), None)
-              for key in ("fd_floor", "fd_random_floor")}
     for r in rows:
         if r["dataset"] == "digits" and r["fd"] is not None:
-            r = {**r, **floors}
+            # each model against its own floor: a conditional model's (class-balanced samples) is balanced too
+            own = next(o for o in rows if o["model"] == r["model"] and o["fd_floor"] is not None)
+            r = {**r, "fd_floor": own["fd_floor"], "fd_random_floor": own["fd_random_floor"]}
             worst = max(_ratio(r["fd"], r["fd_floor"]) or math.inf, _ratio(r["fd_random"], r["fd_random_floor"]) or math.inf)
             out.append((f"digits {r['model']} {r['sampling']}: FD within 2x the floor at the same N", worst <= 2.0,
                         f"{_ratio(r['fd'], r['fd_floor']):.2f}x (classifier), "
@@ -287,7 +289,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
                 for r in rows if r["dataset"] == dataset and r[key] is not None and r["ips1"]]
 
     def floor(dataset: str, key: str) -> float | None:
-        return next((r[key] for r in rows if r["dataset"] == dataset and r[key] is not None), None)
+        # the line of an unconditional model's floor (a random real subset), which most points compare with
+        found = [r for r in rows if r["dataset"] == dataset and r[key] is not None]
+        return next((r[key] for r in found if r["floor_classes"] != "balanced"), found[0][key] if found else None)
 
     panels = [Panel("grid of 25 Gaussians: high-quality share", "HQ share", points("gmm-grid25", "hq"),
                     floor("gmm-grid25", "hq_floor")),

@@ -76,11 +76,10 @@ class GenerationLog:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def submit(self, version_id: int | None, *, seed: int | None, params: dict[str, Any], num_samples: int,
-               duration_s: float, status: str, error: str | None = None, artifact_digest: str | None = None) -> int:
-        """Queue one record (checked now; InvalidArgument on bad values) and return the id it will have."""
-        row = generation_row(version_id, seed=seed, params={}, num_samples=num_samples, duration_s=duration_s,
-                             status=status, error=error, artifact_digest=artifact_digest)
+    def submit(self, version_id: int | None, *, params: dict[str, Any], **columns: Any) -> int:
+        """Queue one record (``columns``: the rest of ``generation_row``'s keywords; checked now, InvalidArgument on
+        bad values) and return the id it will have."""
+        row = generation_row(version_id, params={}, **columns)
         row["params"] = params  # encoded to JSON by the writer thread, off the caller's
         row["id"] = self._next_id()
         with self._progress:

@@ -11,7 +11,8 @@ from PIL import Image
 from hub.core import Hub
 from hub.devices import hardware_description
 from hub.eval.classifier import load_classifier
-from hub.eval.evaluate import EvalOptions
+from hub.eval.evaluate import (EvalOptions, balanced_labels, balanced_subset, image_scores,
+                               reference_features)
 from hub.model import TrainOptions
 
 TINY_POINTS = {"base_channels": 16, "num_res_blocks": 1, "num_timesteps": 20, "default_steps": 4}
@@ -58,6 +59,8 @@ def test_image_eval_uses_the_shipped_classifier_and_records_its_digest(hub: Hub,
         assert by_name[name].details["classifier_sha256"] == digest, name
     # samples are compared with the held-out split; the floor is unseen real images measured the same way
     assert by_name["fd"].data == "digits:test" and by_name["fd_floor"].data == "digits:train"
+    # the tiny DDPM is class-conditional: its samples are class-balanced, and so is its floor
+    assert by_name["fd_floor"].details["floor_classes"] == "balanced"
     for name in ("fd", "fd_random"):
         assert by_name[name].value > by_name[f"{name}_floor"].value  # 3 training steps are far from real digits
         assert by_name[f"{name}_floor"].num_samples == by_name[name].num_samples == 100  # the floor at the model's N
@@ -107,3 +110,27 @@ def test_models_show_and_grpc_get_model_return_the_figures(hub: Hub, hub_home: P
     assert {"modes_covered", "high_quality_share", "latency_p50_ms_batch1", "images_per_s_batchmax"} <= set(names)
     assert names["modes_covered"].num_samples == 50 and names["modes_covered"].sampler == "ddim"
     assert names["latency_p50_ms_batch1"].hardware == hardware_description()
+
+
+def test_a_class_balanced_floor_has_the_requested_counts_and_removes_the_class_count_noise() -> None:
+    import torch
+
+    from hub.builtin.datasets import load_shapes
+    from hub.errors import InvalidArgument
+
+    train, test = load_shapes("train"), load_shapes("test")
+    keep = balanced_subset(train.labels, 480, 48, seed=0)
+    assert len(set(keep.tolist())) == 480  # no image twice
+    wanted = torch.bincount(torch.tensor(balanced_labels(480, 48)), minlength=48)
+    assert torch.equal(torch.bincount(train.labels[keep], minlength=48), wanted)
+    assert not torch.equal(keep, balanced_subset(train.labels, 480, 48, seed=1))
+    # ldm-shapes once scored FD 63 against a random floor of 97 at this N: the random subset's class counts, not
+    # its images, made the floor that high (seed 0, one set; a balanced set of the same split scores about 24)
+    classifier = load_classifier("shapes")
+    ref = reference_features(test, classifier)
+    random = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:480]  # as _subset draws it
+    fd = {name: image_scores(classifier.features_and_logits(train.data[idx])[0], *ref, 0)["fd"]
+          for name, idx in (("balanced", keep), ("random", random))}
+    assert fd["balanced"] < 0.5 * fd["random"], fd
+    with pytest.raises(InvalidArgument, match="class 0"):
+        balanced_subset(train.labels[:100], 480, 48, seed=0)
