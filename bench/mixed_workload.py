@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import os
 import random
@@ -58,7 +59,7 @@ async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sam
 
         async def one(i: int, at: float, steps: int, samples: int) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, start + at - loop.time()))
-            sent = loop.time()
+            sent = loop.time()  # time.monotonic(), as the engine's clock: the server runs in this process
             first, queued = None, 0.0
             request = generation_pb2.StreamGenerateRequest(
                 request=build_request(ref, seed=i, num_samples=samples, sampler=sampler, steps=steps, format="tensor"))
@@ -68,7 +69,7 @@ async def _drive(address: str, ref: str, plan: list[tuple[float, int, int]], sam
                 if message.HasField("result"):
                     queued = message.result.queue_seconds  # admitted by the engine -> its first pass began
             return {"steps": steps, "samples": samples, "latency": loop.time() - sent, "first": first or 0.0,
-                    "queued": queued, "done": loop.time() - start}
+                    "queued": queued, "done": loop.time() - start, "seed": i, "sent": sent}
 
         return await asyncio.gather(*(one(i, *p) for i, p in enumerate(plan)))
 
@@ -78,19 +79,28 @@ DRIVE_METADATA: list[tuple[str, str]] = []  # the generate token of the server u
 
 class PassTimes(EngineObserver):
     """The server's own observer, plus the seconds of every sampling call (a network pass, or a whole request-level
-    call of several passes) with its pass count."""
+    call of several passes) with its end time and rows, and each finished job's admission and first-pass times."""
 
     def __init__(self, inner: EngineObserver) -> None:
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.ends, self.rows = inner, [], [], []
+        self.jobs: dict[int, tuple[float, float | None]] = {}  # seed -> (admitted, first pass began), monotonic
 
     def on_pass(self, lane: str, rows: int, requests: int, seconds: float, passes: int = 1) -> None:
         self.calls.append(seconds)
+        self.ends.append(time.monotonic())
+        self.rows.append(rows)
         self.inner.on_pass(lane, rows, requests, seconds, passes)
+
+    def first_pass(self, began: float) -> tuple[float, float]:
+        """(seconds, rows) of the pass that began at ``began`` (the first to end after it)."""
+        i = bisect.bisect_left(self.ends, began)
+        return (self.calls[i], self.rows[i]) if i < len(self.ends) else (float("nan"), 0)
 
     def on_queue(self, lane: str, queued_cost: int, pending: int, active: int) -> None:
         self.inner.on_queue(lane, queued_cost, pending, active)
 
     def on_outcome(self, job: Any) -> None:
+        self.jobs[job.context.seed] = (job.enqueued_at, job.started_at)
         self.inner.on_outcome(job)
 
 
@@ -115,7 +125,14 @@ def measure(hub: Hub, ref: str, plans: list[list[tuple[float, int, int]]], sampl
                 before, calls_before = server.run(lambda: sum(lane.passes_run for lane in lanes.values())), len(timing.calls)
                 total["loads"].append(os.getloadavg()[0])
                 started = time.perf_counter()
-                total["records"] += asyncio.run(_drive(server.address, ref, plan, sampler))
+                timing.jobs.clear()
+                records = asyncio.run(_drive(server.address, ref, plan, sampler))
+                for record in records:  # where its time to first progress went (server and client share a clock)
+                    admitted, began = timing.jobs.get(record["seed"], (float("nan"), None))
+                    seconds, rows = timing.first_pass(began) if began is not None else (float("nan"), 0)
+                    record.update(admit=admitted - record["sent"], wait=(began or admitted) - admitted, pass_s=seconds,
+                                  pass_rows=rows, deliver=record["sent"] + record["first"] - (began or admitted) - seconds)
+                total["records"] += records
                 total["elapsed"] += time.perf_counter() - started
                 total["passes"] += server.run(lambda: sum(lane.passes_run for lane in lanes.values())) - before
                 total["busy"] += sum(timing.calls[calls_before:])
@@ -152,6 +169,8 @@ def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, 
         lines.append(f"    {label}: the first pass began p50 {statistics.median(queued):.1f} / p99 {_p(queued, 0.99):.1f} ms "
                      f"after the engine admitted the request ({statistics.median(queued) / pass_ms:.1f} / "
                      f"{_p(queued, 0.99) / pass_ms:.1f} passes)")
+    if "step-level" in results:
+        lines += first_progress(results["step-level"]["records"])
     if set(results) == {"request-level", "step-level"}:
         req, step = results["request-level"], results["step-level"]
         short = classes[0]
@@ -160,6 +179,20 @@ def render(results: dict[str, dict[str, Any]], classes: list[int], rate: float, 
         lines.append(f"    {short}-step p99: request-level / step-level = {p99[0] / p99[1]:.1f}x at "
                      f"{ips[1] / ips[0]:.2f}x the images/s")
     return lines
+
+
+def first_progress(records: list[dict[str, Any]]) -> list[str]:
+    """Step-level: where the time to first progress went, p50 ms of each part, and the total in units of the request's
+    own first pass (the pass at the batch that ran: "a network pass's time" of the goal)."""
+    def ms(key: str) -> float:
+        return 1000 * statistics.median(r[key] for r in records)
+
+    ratio = [r["first"] / r["pass_s"] for r in records if r["pass_s"] > 0]
+    return [f"    step-level, first progress p50 ms: sent -> admitted {ms('admit'):.1f}, -> its first pass began "
+            f"{ms('wait'):.1f}, that pass {ms('pass_s'):.1f} ({statistics.median(r['pass_rows'] for r in records):.0f} rows), "
+            f"-> the client had the event {ms('deliver'):.1f}",
+            f"    step-level, first progress in units of the request's own first pass: p50 {statistics.median(ratio):.2f}, "
+            f"p90 {_p(ratio, 0.9):.2f}, p99 {_p(ratio, 0.99):.2f}"]
 
 
 def run_mixed(hub: Hub, ref: str, sampler: str, rate: float, duration: float, classes: list[int], rounds: int) -> list[str]:

@@ -13,6 +13,8 @@
 (d) The generation log's cost: images per second of one-pass requests (one
     network pass each: DDIM 1 step) from ``--log-clients`` callers, with the log on
     (the batched background writer) and off (``--no-generation-log``), servers alternated.
+(e) ``--scaling-only``: images/s and CPU ms per image (server, clients) by client count through one step-level
+    server, and the same sampling in-process with N rows per pass: what bounds batching's gain on this CPU.
 
 The server is a real `genhub serve` subprocess (``--server subprocess``, the
 default) so that it does not share the benchmark's GIL; ``--server thread`` runs
@@ -72,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-clients", type=int, default=8, help="(d): concurrent callers")
     parser.add_argument("--log-rounds", type=int, default=3, help="(d): alternated log on / log off servers")
     parser.add_argument("--log-only", action="store_true", help="measure only (d), the generation log's cost")
+    parser.add_argument("--scaling-only", action="store_true",
+                        help="measure only (e): images/s and CPU per image by client count, and the in-process pass cost")
     parser.add_argument("--server", choices=("subprocess", "thread"), default="subprocess")
     # One thread on both sides by default: on a small machine the OpenMP teams of several processes otherwise
     # contend (spinning threads), which distorts the in-process vs gRPC comparison far more than gRPC costs.
@@ -272,6 +276,47 @@ def log_cost(args: argparse.Namespace, hub: Hub, ref: str, db_url: str, home: st
     return rates
 
 
+def scaling(args: argparse.Namespace, hub: Hub, ref: str, db_url: str, home: str, clients: list[int]) -> list[str]:
+    """(e): what batching gives and what bounds it. Through one step-level server, each client count in alternating
+    slices (``--rounds``): images/s, rows per pass and CPU ms per image of the server and of this process (the
+    clients). After each round, with the server idle, the same sampling in this process (``model.sample`` of N
+    images: N rows per pass): a pass's time by rows, so the most that batching N requests can give on this CPU."""
+    totals = {n: [0, 0.0, 0.0, 0.0, 0] for n in clients}  # requests, seconds, server CPU, client CPU, rows
+    alone: dict[int, list[float]] = {n: [] for n in sorted({1, *clients})}  # rows -> seconds of model.sample
+    model = hub.load(ref).model
+    with server(args, hub, db_url, home) as address:
+        for round_ in range(args.rounds):
+            for n in (clients if round_ % 2 == 0 else clients[::-1]):
+                client_cpu = cpu.process_seconds(os.getpid())
+                done, elapsed, server_cpu = asyncio.run(_throughput(address, ref, n, args, "hub.v1", args.duration / args.rounds))
+                total = totals[n]
+                total[0], total[1], total[2] = total[0] + len(done), total[1] + elapsed, total[2] + server_cpu
+                total[3] += cpu.process_seconds(os.getpid()) - client_cpu
+                total[4] += sum(done)
+            for n, times in alone.items():
+                request = SampleRequest.from_seed(round_, n, sampler=args.sampler, steps=args.steps)
+                for repeat in range(3):  # the first builds kernels
+                    start = time.perf_counter()
+                    model.sample(request)
+                    if repeat:
+                        times.append(time.perf_counter() - start)
+    lines = [f"(e) batching by client count ({args.sampler} {args.steps} steps, 1 image per request; {args.rounds} alternating "
+             f"slices, {args.duration:g} s per count in all; load average {os.getloadavg()[0]:.1f} at the end)",
+             "    clients   images/s   vs 1 client   rows/pass   server CPU ms/image   clients' CPU ms/image"]
+    base = totals[clients[0]][0] / totals[clients[0]][1]
+    for n, (count, seconds, server_cpu, client_cpu, rows) in totals.items():
+        lines.append(f"    {n:>7}   {count / seconds:>8.1f}   {count / seconds / base:>10.2f}x   {rows / count:>9.1f}"
+                     f"   {1000 * server_cpu / count:>19.1f}   {1000 * client_cpu / count:>21.1f}")
+    lines += ["    the same sampling in this process between the slices, no server: model.sample of N images (N rows per pass)",
+              "       rows   ms/pass   ms/row   images/s   vs 1 row"]
+    one = 1 / statistics.median(alone[1])  # images/s of one row per pass
+    for n, times in alone.items():
+        seconds = statistics.median(times)
+        lines.append(f"    {n:>7}   {1000 * seconds / args.steps:>7.1f}   {1000 * seconds / args.steps / n:>6.2f}"
+                     f"   {n / seconds:>8.1f}   {n / seconds / one:>7.2f}x")
+    return lines
+
+
 def run(argv: list[str] | None = None) -> str:
     """Run the benchmark; return the tables as text."""
     args = parse_args(argv)
@@ -283,6 +328,8 @@ def run(argv: list[str] | None = None) -> str:
             version = hub.resolve(ref)
             if args.log_only:
                 return render_log(args, log_cost(args, hub, ref, db_url, home), version)
+            if args.scaling_only:
+                return "\n".join(scaling(args, hub, ref, db_url, home, clients))
             with server(args, hub, db_url, home, max_batch=1) as off, server(args, hub, db_url, home) as on:
                 bare, inproc, results["latency off"], results["latency on"] = latencies(hub, ref, [off, on], args)
                 results["latency bare"] = bare

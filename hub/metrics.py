@@ -37,6 +37,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SAMPLE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MODEL_LABELS = ("model", "version")
+GENERATION_METHODS = frozenset({  # the RPCs genhub_requests_total counts, refused ones included
+    "/hub.v1.GenerationService/Generate", "/hub.v1.GenerationService/StreamGenerate",
+    "/inference.GRPCInferenceService/ModelInfer"})
 HELP = {
     "genhub_requests": "Generation requests finished, by gRPC status code",
     "genhub_request_duration_seconds": "Generation request time, arrival to answer",
@@ -211,10 +214,25 @@ def request(sink: Sink | None, request_id: str = "") -> Iterator[Request]:
         code = status_for(exc)[0].name
         raise
     finally:
-        seconds = time.perf_counter() - timed.started
-        if sink is not None:
-            sink.request_done(timed.model, timed.version, code, seconds)
-        access_log.info("%s %s:%s %s in %.1f ms", timed.request_id, timed.model or "-", timed.version or "-", code,
-                        seconds * 1000, extra={"request_id": timed.request_id, "model": timed.model,
-                                               "version": timed.version, "code": code, "duration_s": round(seconds, 6),
-                                               "queue_s": None if timed.queue_s is None else round(timed.queue_s, 6)})
+        _done(sink, timed, code)
+
+
+def caller_request_id(metadata: Any) -> str:
+    """The caller's ``x-request-id`` metadata ("" when it sent none: the access log makes one up)."""
+    return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
+
+
+def refused(sink: Sink | None, method: str, exc: BaseException, request_id: str = "") -> None:
+    """Count a call that the token check refused before its handler ran, if ``method`` is a generation RPC."""
+    if method in GENERATION_METHODS:
+        _done(sink, Request(request_id), status_for(exc)[0].name)
+
+
+def _done(sink: Sink | None, timed: Request, code: str) -> None:
+    seconds = time.perf_counter() - timed.started
+    if sink is not None:
+        sink.request_done(timed.model, timed.version, code, seconds)
+    access_log.info("%s %s:%s %s in %.1f ms", timed.request_id, timed.model or "-", timed.version or "-", code,
+                    seconds * 1000, extra={"request_id": timed.request_id, "model": timed.model,
+                                           "version": timed.version, "code": code, "duration_s": round(seconds, 6),
+                                           "queue_s": None if timed.queue_s is None else round(timed.queue_s, 6)})

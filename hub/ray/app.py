@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -84,13 +85,14 @@ class ModelServer:
     """
 
     def __init__(self, model: str, hub_args: HubArgs, settings: dict[str, Any]) -> None:
-        self.settings = ServeSettings(**settings)
-        torch.set_num_threads(max(1, int(self.settings.num_cpus)))  # more threads than CPUs thrash
+        self.settings = s = ServeSettings(**settings)
+        torch.set_num_threads(max(1, int(s.num_cpus)))  # more threads than CPUs thrash
         self.model = model
         self.hub = hub_args.open()
+        self.hub.log_enabled = bool(s.generation_log)
+        self.hub.log_retention = timedelta(seconds=s.log_retention_s) if s.log_retention_s else None
         self.hub_thread = HubThread(self.hub)
-        self.device = "cuda" if self.settings.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        s = self.settings
+        self.device = "cuda" if s.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         self.metrics = series.RayMetrics()  # the same series as genhub serve's, exported by Ray
         self.engine = Engine(
             EngineOptions(max_batch=s.max_batch_size, max_request_cost=s.max_request_cost,
@@ -99,7 +101,8 @@ class ModelServer:
             observer=series.MetricsObserver(self.metrics),
         )
         self.models = ModelCache(s.max_versions_per_replica, s.max_loaded_bytes or None)
-        self.hub.generation_log  # its writer thread starts now, ids reserved before the first request ends
+        if self.hub.log_enabled:
+            self.hub.generation_log  # its writer thread starts now (pruning first), ids reserved before the first request ends
 
     async def _load(self, version: Any) -> Any:
         """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
@@ -236,14 +239,11 @@ class Ingress(HealthMethods):
                                   "add it with `genhub deploy render` and redeploy")
         return handle.options(multiplexed_model_id=version.ref)
 
-    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                       timed: series.Request) -> generation_pb2.GenerateResponse:
         """Run one validated request on its model's replicas: the path of every unary wire format (hub.v1, the open
-        inference protocol). Raises domain errors (a full queue is ResourceExhausted)."""
-        with series.request(self.metrics) as timed:
-            return await self._generate(parsed, deadline, timed)
-
-    async def _generate(self, parsed: convert.ParsedRequest, deadline: float | None,
-                        timed: series.Request) -> generation_pb2.GenerateResponse:
+        inference protocol). Raises domain errors (a full queue is ResourceExhausted). ``timed``: the caller's
+        ``hub.metrics.request``, opened before it parsed the request (a refused parse counts)."""
         parsed, version, handle = await self._route(parsed)
         timed.resolved(version)
         try:
@@ -259,15 +259,15 @@ class Ingress(HealthMethods):
 
     async def Generate(self, request: generation_pb2.GenerateRequest, grpc_context: Any = None) -> generation_pb2.GenerateResponse:
         try:
-            with series.request(self.metrics) as timed:
-                return await self._generate(convert.parse_generate(request), _deadline(grpc_context), timed)
+            with series.request(self.metrics, _request_id(grpc_context)) as timed:
+                return await self.generate(convert.parse_generate(request), _deadline(grpc_context), timed)
         except BaseException as exc:
             _fail(exc, grpc_context)
 
     async def StreamGenerate(self, request: generation_pb2.StreamGenerateRequest, grpc_context: Any = None) -> AsyncIterator[Any]:
         responses, model = None, None
         try:
-            with series.request(self.metrics) as timed:
+            with series.request(self.metrics, _request_id(grpc_context)) as timed:
                 deadline = _deadline(grpc_context)
                 parsed, version, handle = await self._route(convert.parse_generate(request.request, request.preview_every))
                 model = version.model
@@ -323,11 +323,12 @@ class Ingress(HealthMethods):
 
     async def ModelInfer(self, request: oip.ModelInferRequest, grpc_context: Any = None) -> oip.ModelInferResponse:
         try:
-            parsed, timeout = codec.parse_infer(request)
-            deadline = _deadline(grpc_context)
-            if timeout is not None:  # Triton's timeout parameter: the earlier of it and genhub-timeout-ms
-                deadline = min(deadline, time.time() + timeout) if deadline is not None else time.time() + timeout
-            return codec.infer_response(request, await self.generate(parsed, deadline))
+            with series.request(self.metrics, _request_id(grpc_context)) as timed:  # a refused parse counts too
+                parsed, timeout = codec.parse_infer(request)
+                deadline = _deadline(grpc_context)
+                if timeout is not None:  # Triton's timeout parameter: the earlier of it and genhub-timeout-ms
+                    deadline = min(deadline, time.time() + timeout) if deadline is not None else time.time() + timeout
+                return codec.infer_response(request, await self.generate(parsed, deadline, timed))
         except BaseException as exc:
             _fail(exc, grpc_context)
 
@@ -335,6 +336,10 @@ def _deadline(grpc_context: Any) -> float | None:
     """The call's deadline (time.time() seconds) from its ``genhub-timeout-ms`` metadata; None when not sent."""
     timeout = convert.parse_timeout(grpc_context.invocation_metadata()) if grpc_context is not None else None
     return None if timeout is None else time.time() + timeout
+
+
+def _request_id(grpc_context: Any) -> str:
+    return series.caller_request_id(grpc_context.invocation_metadata()) if grpc_context is not None else ""
 
 
 def _fail(exc: BaseException, grpc_context: Any, model: str | None = None) -> None:

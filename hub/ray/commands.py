@@ -22,10 +22,11 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
     """
     from hub import auth
     from hub.ray import app, runner
-    from hub.ray.settings import Overrides, fit_to_cpus
+    from hub.ray.settings import Overrides, fit_to_cpus, log_assignments
     from hub.registry.db import require_shared_backend
 
-    settings = app.plan(hub, Overrides.load(overrides, assignments))
+    # --log-retention and --no-generation-log (set on ``hub``) reach the replicas as settings of every model
+    settings = app.plan(hub, Overrides.load(overrides, (*assignments, *log_assignments(hub.log_retention, hub.log_enabled))))
     if ray_address is None:  # a local instance cannot grow: make every model's first replica fit on this machine
         settings, factor = fit_to_cpus(settings, float(os.cpu_count() or 1))
         if factor < 1.0:
@@ -36,9 +37,9 @@ def serve_ray(hub: Any, address: str, *, db_url: str | None, home: str | None, o
     if auth_enabled and (written := auth.create_initial_tokens(hub.registry, hub.home)) is not None:
         click.echo(f"created an admin and a generate token; wrote them to {written} (mode 0600)", err=True)
     stop = threading.Event()
-    runner.start(port, ray_address=ray_address, host=host.strip("[]"))
-    try:
-        require_shared_backend(hub.registry.url, runner.alive_nodes())  # one node (a local instance) keeps SQLite
+    try:  # one node (a local instance) keeps SQLite; checked before Serve starts anything on the cluster
+        runner.start(port, ray_address=ray_address, host=host.strip("[]"),
+                     check=lambda: require_shared_backend(hub.registry.url, runner.alive_nodes()))
     except BaseException:
         runner.stop(local=ray_address is None)
         raise

@@ -19,9 +19,9 @@ DEFAULT_GRPC_PORT = 9000
 # third, so every request and every engine wake-up crosses threads that contend with the engine's sampling thread
 # for the GIL. One loop per replica is safe here (sampling and registry work run on threads of their own; the
 # second loop only guards against user code that blocks). Measured on a shared 2-CPU machine: one replica at
-# 0.67-0.98x the local server's images/s with it (mean 0.80x, 4 runs) against 0.64-0.78x without (mean 0.70x,
-# 5 runs); the runs' spread is as large as the difference (README, "Serve on a Ray cluster"). Set for every
-# replica (the application's runtime_env) and, on a local instance, the proxy too.
+# 0.67-0.98x the local server's images/s with it (8 runs; 0.31x in a ninth under a load average of 24-40) against
+# 0.63-0.78x without (7 runs); the runs' spread is as large as the difference (README, "Serve on a Ray
+# cluster"). Set for every replica (the application's runtime_env) and, on a local instance, the proxy too.
 SERVE_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from hub.ray.constants import APP_NAME, SERVE_ENV, SERVICER_FUNCTIONS
 
@@ -25,6 +25,7 @@ LOCAL_ENV = {
     "RAY_worker_niceness": "0",
     **SERVE_ENV,  # the proxy's too (on a cluster, set them in the nodes' environment)
 }
+METRICS_REPORT_MS = 1000  # how often workers report metrics to their node's agent (Ray floors it at 1 s)
 
 
 def free_port() -> int:
@@ -43,10 +44,14 @@ def alive_nodes() -> int:
 
 
 def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | None = None,
-          env: dict[str, str] | None = None, http_port: int | None = None, host: str = "127.0.0.1") -> None:
-    """ray.init (a local instance unless ``ray_address``), then serve.start with the hub.v1 gRPC proxy.
+          env: dict[str, str] | None = None, http_port: int | None = None, host: str = "127.0.0.1",
+          metrics_port: int | None = None, check: Callable[[], None] | None = None) -> None:
+    """ray.init (a local instance unless ``ray_address``), ``check()`` (raises to refuse this cluster before Serve
+    starts anything on it), then serve.start with the hub.v1 gRPC proxy.
 
-    On a local instance the gRPC proxy listens on ``host`` only (``hub.ray.bind``).
+    On a local instance the gRPC proxy listens on ``host`` only (``hub.ray.bind``), and ``metrics_port`` (if given)
+    is where Ray's metrics agent serves Prometheus text (the genhub series as ``ray_genhub_*``), reported every
+    ``METRICS_REPORT_MS`` (Ray's default is 10 s).
     """
     import ray
     from ray import serve
@@ -56,10 +61,14 @@ def start(grpc_port: int, *, ray_address: str | None = None, num_cpus: float | N
 
     if ray_address is None:
         os.environ.update({**LOCAL_ENV, **(env or {}), HOST_ENV: host})
+        metrics: dict[str, Any] = {} if metrics_port is None else {
+            "_metrics_export_port": metrics_port, "_system_config": {"metrics_report_interval_ms": METRICS_REPORT_MS}}
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"worker_process_setup_hook": SETUP_HOOK})
+                 runtime_env={"worker_process_setup_hook": SETUP_HOOK}, **metrics)
     else:
         ray.init(address=ray_address, log_to_driver=False)
+    if check is not None:
+        check()
     serve.start(
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=SERVICER_FUNCTIONS),
         http_options=HTTPOptions(host="127.0.0.1", port=http_port or free_port()),

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Callable
 from grpc_health.v1 import health_pb2
 
 from hub import errors
+from hub import metrics as series
 from hub.server.auth import METHOD_SCOPES, Authenticator
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -61,7 +62,12 @@ def _guard(method: Callable[..., Any], path: str) -> Callable[..., Any]:
 async def _check(ingress: Any, path: str, grpc_context: Any) -> None:
     authenticator: Authenticator | None = getattr(ingress, "authenticator", None)
     if authenticator is not None:
-        await authenticator.check(path, grpc_context.invocation_metadata() if grpc_context is not None else ())
+        metadata = grpc_context.invocation_metadata() if grpc_context is not None else ()
+        try:
+            await authenticator.check(path, metadata)
+        except errors.GenhubError as exc:  # a refused generation call counts in genhub_requests_total
+            series.refused(getattr(ingress, "metrics", None), path, exc, series.caller_request_id(metadata))
+            raise
 
 
 def _fail(exc: BaseException, grpc_context: Any) -> None:
@@ -79,7 +85,12 @@ def authenticator_for(ingress: Any, enabled: bool) -> Authenticator | None:
 
 
 class HealthMethods:
-    """grpc.health.v1 on the ingress: SERVING for the server ("") and each genhub service while it runs."""
+    """grpc.health.v1 on the ingress: SERVING for the server ("") and each genhub service while it runs.
+
+    `genhub serve --backend ray` syncs the bundled models before it deploys, and Serve's proxy routes to the ingress
+    only once the application runs, so there is no not-yet-ready state to report: the open protocol's ServerReady
+    (``hub.ray.app``) says ready whenever this says SERVING.
+    """
 
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: Any = None) -> health_pb2.HealthCheckResponse:
         if request.service not in HEALTH_SERVICES:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -44,9 +45,11 @@ class ServeSettings:
     max_request_seconds: float = 600.0  # deadline of a request that brings none
     max_versions_per_replica: int = 2  # weights loaded at once per replica (LRU; evicted ones are freed)
     max_loaded_bytes: int = 0  # bytes of weights loaded at once per replica (LRU); 0: no byte limit
+    generation_log: int = 1  # 1: replicas record each generation in the registry's log; 0: not (--no-generation-log)
+    log_retention_s: float = 0.0  # replicas delete log records older than this, hourly; 0: keep all (--log-retention)
 
     def __post_init__(self) -> None:
-        for name in ("num_cpus", "num_gpus", "memory_gb", "max_loaded_bytes"):
+        for name in ("num_cpus", "num_gpus", "memory_gb", "max_loaded_bytes", "log_retention_s"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("max_replicas", "max_ongoing_requests", "max_batch_size", "max_versions_per_replica", "max_request_cost"):
@@ -60,6 +63,8 @@ class ServeSettings:
         if initial is not None and not self.min_replicas <= initial <= self.max_replicas:
             raise InvalidArgument("initial_replicas", f"must be between min_replicas ({self.min_replicas}) and "
                                   f"max_replicas ({self.max_replicas}), got {initial}")
+        if self.generation_log not in (0, 1):
+            raise InvalidArgument("generation_log", f"must be 1 (record generations) or 0 (do not), got {self.generation_log}")
         if self.max_request_seconds <= 0:
             raise InvalidArgument("max_request_seconds", f"must be > 0, got {self.max_request_seconds}")
         if self.target_ongoing_requests <= 0:
@@ -154,6 +159,13 @@ class Overrides:
     def apply(self, name: str, settings: ServeSettings) -> ServeSettings:
         settings = settings.replace(self.models.get("*", {}), "overrides for every model")
         return settings.replace(self.models.get(name, {}), f"overrides of {name}")
+
+
+def log_assignments(retention: timedelta | None, enabled: bool) -> tuple[str, ...]:
+    """`genhub serve`'s --log-retention and --no-generation-log as ``--set`` assignments for every model."""
+    given = {"log_retention_s": retention.total_seconds() if retention is not None else None,
+             "generation_log": None if enabled else 0}
+    return tuple(f"*.{key}={value}" for key, value in given.items() if value is not None)
 
 
 def settings_for(hub: Any, name: str, overrides: Overrides | None = None) -> ServeSettings:

@@ -59,7 +59,8 @@ class GenerationLog:
         self.id_block = id_block
         self.retention = retention
         self._queue: deque[dict[str, Any]] = deque()
-        self._ids: deque[range] = deque()  # reserved, not yet used
+        self._ids: deque[range] = deque()  # reserved, not yet used, in increasing order
+        self._last_id = 0  # the last id given
         # Blocks grow to id_block: a one-shot CLI call wastes few ids, a busy server makes few round trips.
         self._next_block = min(16, id_block)
         self._id_lock = threading.Lock()
@@ -76,14 +77,13 @@ class GenerationLog:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def submit(self, version_id: int | None, *, seed: int | None, params: dict[str, Any], num_samples: int,
-               duration_s: float, status: str, error: str | None = None, artifact_digest: str | None = None) -> int:
-        """Queue one record (checked now; InvalidArgument on bad values) and return the id it will have."""
-        row = generation_row(version_id, seed=seed, params={}, num_samples=num_samples, duration_s=duration_s,
-                             status=status, error=error, artifact_digest=artifact_digest)
+    def submit(self, version_id: int | None, *, params: dict[str, Any], **columns: Any) -> int:
+        """Queue one record (``columns``: the rest of ``generation_row``'s keywords; checked now, InvalidArgument on
+        bad values) and return the id it will have."""
+        row = generation_row(version_id, params={}, **columns)
         row["params"] = params  # encoded to JSON by the writer thread, off the caller's
-        row["id"] = self._next_id()
-        with self._progress:
+        with self._progress:  # ids enter the queue in the order they are given, whatever the callers' threads
+            row["id"] = self._next_id()
             self._queue.append(row)
             self._submitted += 1
             if len(self._queue) >= self.max_batch:
@@ -110,12 +110,23 @@ class GenerationLog:
             while self._ids and not self._ids[0]:
                 self._ids.popleft()
             if not self._ids:  # only before the first block arrives, or after a burst outran the refills
-                self._ids.append(self._reserve())
+                self._add_block(self._reserve())
             block = self._ids[0]
             self._ids[0] = block[1:]
             if sum(len(r) for r in self._ids) < self._next_block // 2:
                 self._wake.set()  # the writer reserves the next block before this one runs out
+            self._last_id = block[0]
             return block[0]
+
+    def _add_block(self, block: range) -> None:
+        """Keep the reserved ids in increasing order (the caller holds ``_id_lock``).
+
+        Records are written in id order, so that a killed process loses only its newest ones. A submit that ran out
+        of ids reserves a block while the writer may be reserving one too; the later of the two can arrive first.
+        What lies below an id already given is dropped (ids may have gaps, never go back)."""
+        block = range(max(block.start, self._last_id + 1), block.stop)
+        if block:
+            self._ids = deque(sorted([*self._ids, block], key=lambda r: r.start))
 
     # -- the writer thread ----------------------------------------------------------------------
 
@@ -185,7 +196,7 @@ class GenerationLog:
             log.exception("generation log: could not reserve ids")
             return
         with self._id_lock:
-            self._ids.append(block)
+            self._add_block(block)
 
     def _prune(self) -> None:
         assert self.retention is not None

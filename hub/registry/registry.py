@@ -382,26 +382,15 @@ class Registry:
 
     # --- generations -----------------------------------------------------------
 
-    def log_generation(
-        self,
-        version_id: int | None,
-        *,
-        seed: int | None,
-        params: dict[str, Any],
-        num_samples: int,
-        duration_s: float,
-        status: str,
-        error: str | None = None,
-        artifact_digest: str | None = None,
-    ) -> int:
+    def log_generation(self, version_id: int | None, **columns: Any) -> int:
         """Log one generation request (served or failed) now, in a transaction of its own; return its id.
 
-        ``version_id`` is None for a request that failed before resolving a version;
+        ``columns``: ``generation_row``'s keywords (seed, params, num_samples, duration_s, status, error,
+        artifact_digest). ``version_id`` is None for a request that failed before resolving a version;
         ``artifact_digest`` defaults to that version's weights. Servers log through
         ``hub.registry.genlog.GenerationLog`` instead (batched, off the request's path).
         """
-        row = generation_row(version_id, seed=seed, params=params, num_samples=num_samples, duration_s=duration_s,
-                             status=status, error=error, artifact_digest=artifact_digest)
+        row = generation_row(version_id, **columns)
         with self._session(write=True) as s:
             if version_id is not None:
                 version = self._version_by_id(s, version_id)

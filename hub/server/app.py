@@ -95,10 +95,9 @@ class ServerHandle:
 
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stop taking calls, drain those in flight (up to ``grace_s``), then release the models."""
-        await self.health.enter_graceful_shutdown()  # health checkers see NOT_SERVING at once
+        await self.health.enter_graceful_shutdown()  # health checkers (and the open protocol's ServerReady): not ready
         if self.syncing is not None:
             await asyncio.gather(self.syncing, return_exceptions=True)  # it runs on the hub thread, closed below
-        self.inference.draining = True  # and the open protocol's ServerReady says not ready
         await self.server.stop(grace_s)
         await self.generation.close()
         self.generation.resolver.close()
@@ -155,7 +154,7 @@ async def start(
             log.info("created an admin and a generate token; wrote them to %s (mode 0600)", written)
         store = hub.registry.tokens
         authenticator = Authenticator(lambda: hub_thread.run(store.active), health_needs_token=health_needs_token)
-        interceptors.insert(0, AuthInterceptor(authenticator))  # first: refuse before any other work
+        interceptors.insert(0, AuthInterceptor(authenticator, metrics))  # first: refuse before any other work
     else:
         log.warning("authentication is off (--no-auth): anyone who reaches %s can generate and move aliases", address)
     server = aio.server(
@@ -170,9 +169,9 @@ async def start(
     generation = GenerationService(hub_thread, resolver, options, models, metrics)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryService(hub_thread, resolver), server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
-    inference = InferenceService(generation)
-    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     health_servicer = Health()
+    inference = InferenceService(generation, health_servicer)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_enabled:
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server,

@@ -138,8 +138,9 @@ class Authenticator:
 class AuthInterceptor(aio.ServerInterceptor):
     """Refuses a call before its handler runs unless ``Authenticator.check`` passes."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, metrics: Any = None) -> None:
         self.authenticator = authenticator
+        self.metrics = metrics  # a hub.metrics.Sink: refused generation calls count in genhub_requests_total
 
     async def intercept_service(
         self,
@@ -149,11 +150,14 @@ class AuthInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # not served: UNIMPLEMENTED
             return handler
+        from hub import metrics as series
         from hub.server.status import status_for
 
+        method, metadata = handler_call_details.method, handler_call_details.invocation_metadata
         try:
-            await self.authenticator.check(handler_call_details.method, handler_call_details.invocation_metadata)
+            await self.authenticator.check(method, metadata)
         except (Unauthenticated, PermissionDenied) as exc:
+            series.refused(self.metrics, method, exc, series.caller_request_id(metadata))
             return _refusal(handler, *status_for(exc))
         return handler
 

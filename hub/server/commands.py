@@ -90,8 +90,10 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
     if metrics_address and backend == "ray":
         raise InvalidArgument("metrics_address", "is for the local backend; on Ray the replicas record the genhub_* "
                               "series through ray.serve.metrics, exported on Ray's own metrics port")
-    # local: the bundled models are synced once the server listens, health NOT_SERVING meanwhile
-    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None), sync=backend == "ray")
+    # local: the bundled models are synced once the server listens, health NOT_SERVING meanwhile (not at all with
+    # `genhub --no-bundled`)
+    bundled = getattr(parent, "bundled", True)
+    hub = Hub.open(db_url=db_url, home=home_dir, plugins=getattr(parent, "plugins", None), sync=bundled and backend == "ray")
     hub.log_retention, hub.log_enabled = retention, not no_generation_log
     if backend == "ray":
         from hub.ray.commands import serve_ray
@@ -125,7 +127,7 @@ def serve(ctx: click.Context, address: str, max_batch: int, max_request_cost: in
                                 max_request_seconds=max_request_seconds, max_loaded_models=max_loaded_models,
                                 max_loaded_bytes=max_loaded_bytes, step_level=not request_level, tls=tls, insecure=insecure,
                                 max_receive_bytes=int(max_receive_mib * 1024 * 1024),
-                                reflection_enabled=not no_reflection, metrics=metrics, sync=True, **security))
+                                reflection_enabled=not no_reflection, metrics=metrics, sync=bundled, **security))
     finally:
         if metrics is not None:
             metrics.close()

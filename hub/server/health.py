@@ -15,6 +15,10 @@ MAX_LISTED = 100  # the server registers a handful of services; a bound keeps th
 
 
 class Health(health.aio.HealthServicer):
+    def serving(self, service: str = "") -> bool:
+        """Whether ``service`` ("" : the whole server) is SERVING now: the open protocol's readiness reads it too."""
+        return self._server_status.get(service) == health_pb2.HealthCheckResponse.SERVING
+
     async def List(self, request: health_pb2.HealthListRequest, context: Any) -> health_pb2.HealthListResponse:
         statuses = sorted(self._server_status.items())[:MAX_LISTED]
         return health_pb2.HealthListResponse(

@@ -286,16 +286,13 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: aio.ServicerContext) -> generation_pb2.GenerateResponse:
         with series.request(self.metrics, request_id(context)) as timed:
-            return await self._generate(convert.parse_generate(request), call_deadline(context), timed)
+            return await self.generate(convert.parse_generate(request), call_deadline(context), timed)
 
-    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None) -> generation_pb2.GenerateResponse:
+    async def generate(self, parsed: convert.ParsedRequest, deadline: float | None,
+                       timed: series.Request) -> generation_pb2.GenerateResponse:
         """Run one validated request to its result: the path every unary wire format (hub.v1, the open inference
-        protocol) takes, so admission, batching, deadlines, cancellation, the generation log and metrics are the same."""
-        with series.request(self.metrics) as timed:
-            return await self._generate(parsed, deadline, timed)
-
-    async def _generate(self, parsed: convert.ParsedRequest, deadline: float | None,
-                        timed: series.Request) -> generation_pb2.GenerateResponse:
+        protocol) takes, so admission, batching, deadlines, cancellation, the generation log and metrics are the same.
+        ``timed``: the caller's ``hub.metrics.request``, opened before it parsed the request (a refused parse counts)."""
         job, parsed = await self._submit(parsed, deadline, events=None, timed=timed)
         assert job.future is not None
         try:
@@ -357,7 +354,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
 
 def request_id(context: aio.ServicerContext) -> str:
     """The caller's ``x-request-id`` metadata ("" when it sent none: the access log makes one up)."""
-    return next((str(value) for key, value in context.invocation_metadata() or () if key == "x-request-id"), "")
+    return series.caller_request_id(context.invocation_metadata())
 
 
 def call_deadline(context: aio.ServicerContext) -> float | None:

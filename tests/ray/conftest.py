@@ -66,6 +66,16 @@ def bundled_models(hub: Hub) -> list[str]:
     return sorted(p.name for p in hub.parts.pretrained.values())
 
 
+def one_bundled_model_per_family(hub: Hub) -> list[str]:
+    """The first shipped checkpoint of each family: what Ray adds (a replica loading a family's weights from the
+    shared store) is per family; every checkpoint's own samples are checked in process by its plugin's tests.
+    A replica costs a worker process (seconds of CPU), so deploying all twelve cost the session a minute."""
+    first: dict[str, str] = {}
+    for shipped in sorted(hub.parts.pretrained.values(), key=lambda p: p.name):
+        first.setdefault(shipped.family, shipped.name)
+    return sorted(first.values())
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyHub]:
     opened = open_tiny_hub(tmp_path_factory.mktemp("genhub-ray"))
@@ -87,7 +97,15 @@ def tiny_db(tiny: TinyHub) -> TinyHub:
 
 
 @pytest.fixture(scope="session")
-def ray_app(tiny: TinyHub) -> Iterator[str]:
+def ray_metrics_port() -> int:
+    """Where the session's Ray serves its metrics (Prometheus text: the genhub series as ray_genhub_*)."""
+    from hub.ray import runner
+
+    return runner.free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_app(tiny: TinyHub, ray_metrics_port: int) -> Iterator[str]:
     """The genhub Serve app on a local Ray instance; yields the gRPC address (127.0.0.1:PORT)."""
     from hub.ray import app, runner
     from hub.ray.settings import ServeSettings
@@ -108,8 +126,8 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
         QUEUE_MODEL: base.replace(QUEUE, "tests"),
         KILL_MODEL: base.replace({"min_replicas": 2, "max_replicas": 2, "max_ongoing_requests": KILL_MAX_ONGOING}, "tests"),
         IMPORTED_MODEL: base.replace({"num_cpus": 0.02}, "tests"),
-        # every checkpoint the plugins ship, as `genhub serve --backend ray` serves them (small CPU shares)
-        **{name: base.replace({"num_cpus": 0.02}, "tests") for name in bundled_models(tiny.hub)},
+        # a checkpoint of each family the plugins ship, as `genhub serve --backend ray` serves them (small CPU shares)
+        **{name: base.replace({"num_cpus": 0.02}, "tests") for name in one_bundled_model_per_family(tiny.hub)},
     }
     auth.create_initial_tokens(tiny.hub.registry, tiny.home)  # what `genhub serve --backend ray` does on a first start
     # Start-up sends the admin token; tests here get it from `session_token` below, never the rest of the session
@@ -118,7 +136,7 @@ def ray_app(tiny: TinyHub) -> Iterator[str]:
     os.environ[auth.TOKEN_ENV] = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.ADMIN]
     before = descendants(os.getpid())
     try:
-        runner.start(port, num_cpus=2)
+        runner.start(port, num_cpus=2, metrics_port=ray_metrics_port)
         runner.run(app.build(app.HubArgs(tiny.db_url, str(tiny.home)), settings))
         _restore_token(previous_token)
         yield f"127.0.0.1:{port}"

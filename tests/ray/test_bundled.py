@@ -1,4 +1,4 @@
-"""Every bundled checkpoint served through Ray Serve's gRPC ingress, as `genhub serve --backend ray` serves them."""
+"""A bundled checkpoint of every family served through Ray Serve's gRPC ingress, as `genhub serve --backend ray` serves them."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import torch
 
 from hub.client import Client
 from hub.model import SampleRequest
-from tests.ray.conftest import bundled_models
+from tests.ray.conftest import one_bundled_model_per_family
 from tests.server.harness import TinyHub
 
 
-def test_every_bundled_model_is_deployed_and_generates_what_it_does_in_process(ray_app: str, tiny: TinyHub) -> None:
-    names = bundled_models(tiny.hub)
-    assert {"ddpm-digits", "stylegan-digits", "ddgan-digits", "ldm-shapes"} <= set(names)
+def test_every_bundled_family_is_deployed_and_generates_what_it_does_in_process(ray_app: str, tiny: TinyHub) -> None:
+    names = one_bundled_model_per_family(tiny.hub)
+    families = {tiny.hub.parts.pretrained[n].family for n in names}
+    assert {"ddpm", "ldm", "vae", "ddgan", "distill", "stylegan", "gan"} <= families, families
+    assert "ldm-shapes" in names  # the prompt test below
     with Client(ray_app, timeout=120) as client:
         for name in names:
             result = client.generate(name, num_samples=2, seed=5, format="tensor")

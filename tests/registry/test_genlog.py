@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import update
 from hub.errors import InvalidArgument
 from hub.registry import Registry
 from hub.registry.genlog import GenerationLog, parse_age
+from hub.registry.registry import GENERATIONS
 from hub.registry.orm import Generation, utcnow
 from tests.registry.conftest import fake_digest
 
@@ -54,6 +56,31 @@ def test_two_writers_never_share_an_id(digits: Registry, db_url: str) -> None:
         second.close()
     assert len(set(ids + [direct])) == 81
     assert len(digits.generations(limit=100)) == 81
+
+
+def test_ids_are_queued_in_increasing_order_so_a_kill_loses_only_the_newest(digits: Registry) -> None:
+    version = digits.resolve("ddpm-digits:1")
+    log = GenerationLog(digits, interval_s=3600, max_batch=100_000, id_block=4)  # nothing written until close
+    try:
+        # Many callers at once, with blocks so small that submits keep reserving beside the writer's refills.
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda seed: record(log, version.id, seed), range(400)))
+        queued = [row["id"] for row in log._queue]
+        assert queued == sorted(queued) and len(set(queued)) == 400
+        log.flush()  # the writer has refilled and is idle: what follows is not raced by it
+        # A submit's own reservation can land before the writer's older one: ids still never go back.
+        low, high = digits.reserve_ids(GENERATIONS, 4), digits.reserve_ids(GENERATIONS, 4)
+        with log._id_lock:
+            log._ids.clear()
+            log._add_block(high)
+        given = [record(log, version.id, seed) for seed in range(2)]
+        with log._id_lock:
+            log._add_block(low)
+        given += [record(log, version.id, seed) for seed in range(10)]
+        assert given[:2] == [high[0], high[1]] and not set(given) & set(low)
+        assert given == sorted(given) and len(set(given)) == 12
+    finally:
+        log.close()
 
 
 def test_a_bad_record_fails_at_submit_and_a_vanished_version_alone_is_dropped(digits: Registry) -> None:

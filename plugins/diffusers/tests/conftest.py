@@ -68,21 +68,11 @@ Cli = Callable[..., "tuple[int, str, str]"]
 def cli(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
     """cli(home, *args): `genhub ARGS` in this process (start-up, diffusers' import included, paid once) -> (exit code,
     stdout, stderr); only the ddpm and diffusers plugins load (no other bundled checkpoints to sync)."""
-    from hub.cli import main
+    from hub.testing import run_cli
 
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("GENHUB_LOAD_PLUGINS", "ddpm,diffusers")
-
-    def run(home: Path, *args: str) -> tuple[int, str, str]:
-        try:
-            main(["--home", str(home), *args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capfd.readouterr()
-        return code, out, err
-
-    return run
+    return lambda home, *args: run_cli(capfd, home, *args)
 
 
 @pytest.fixture
