@@ -195,8 +195,12 @@ def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: Ba
     model = tiny.model(IMAGE_MODEL)
     before = log_mark(tiny)
     with server.client() as client:
+        # The channel connected, the model loaded and the reference resolved (cached for good: a version number) first:
+        # the 0.3 s must run out while sampling. One that runs out before the engine admits the request (a slow
+        # connection or registry read on a loaded machine) ends it unlogged, and wait_logged below would time out.
+        client.generate(WORKER, seed=2, steps=1)
         with pytest.raises(errors.DeadlineExceeded):
-            client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
+            client.generate(WORKER, seed=1, steps=500, params=SLOW, timeout=0.3)
         wait_logged(tiny, before, "deadline", seed=1)
         stopped_at = model.steps_taken
         time.sleep(0.3)
@@ -285,9 +289,13 @@ def test_unknown_models_and_samplers_answer_not_found(client: Client) -> None:
     assert_still_serving(client)
 
 
-def test_concurrent_clients_all_get_their_own_images(tiny: TinyHub, client: Client) -> None:
+def test_concurrent_clients_all_get_their_own_images(tiny: TinyHub, server: BackgroundServer, client: Client) -> None:
     with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda s: client.generate(IMAGE_MODEL, seed=s, steps=3, format="tensor"), range(16)))
+        # They queue behind a long request, so they share calls however fast this machine samples 3 steps.
+        with busy_worker(client):
+            futures = [pool.submit(client.generate, IMAGE_MODEL, seed=s, steps=3, format="tensor") for s in range(16)]
+            wait_for(lambda: worker_state(server, WORKER)[0] == 16, what="sixteen queued requests")
+        results = [f.result() for f in futures]
     expected = in_process(tiny, 0, 1, steps=3)
     torch.testing.assert_close(results[0].samples, expected, atol=ATOL, rtol=0)
     assert len({r.samples.sum().item() for r in results}) == 16
