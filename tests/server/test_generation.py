@@ -181,14 +181,17 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
     with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
-            doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=20, params=SLOW, format="tensor"))
-            kept = pool.submit(client.generate, IMAGE_MODEL, seed=9, steps=20, params=SLOW, format="tensor")
+            # 50 steps (1 s) together: a poll held up on a loaded machine still finds the pair running (20 steps,
+            # 0.4 s, could end before the poll below saw them: it then waited in vain)
+            doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=50, params=SLOW, format="tensor"))
+            kept = pool.submit(client.generate, IMAGE_MODEL, seed=9, steps=50, params=SLOW, format="tensor")
             wait_for(lambda: worker_state(server, WORKER)[0] == 2, what="two queued requests")
         wait_for(lambda: worker_state(server, WORKER)[1] == 2, what="the pair to run together")
-        doomed.cancel()
+        assert doomed.cancel(), "the pair finished before the cancellation"
         result = kept.result()
     assert result.batch_samples == 2
-    torch.testing.assert_close(result.samples, in_process(tiny, 9, 1, steps=20, params=SLOW), atol=ATOL, rtol=0)
+    # step_sleep_s only slows sampling down: the samples are those of the request without it
+    torch.testing.assert_close(result.samples, in_process(tiny, 9, 1, steps=50), atol=ATOL, rtol=0)
 
 
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
