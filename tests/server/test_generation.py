@@ -293,8 +293,11 @@ def test_unknown_models_and_samplers_answer_not_found(client: Client) -> None:
 
 
 def test_concurrent_clients_all_get_their_own_images(tiny: TinyHub, client: Client) -> None:
+    # Each call lasts at least 3 x 20 ms of sleep, not 3 steps of compute: however fast the machine, requests sent
+    # together arrive while one samples and share the next call (also on Ray, where the queue cannot be read).
     with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda s: client.generate(IMAGE_MODEL, seed=s, steps=3, format="tensor"), range(16)))
+        results = list(pool.map(lambda s: client.generate(IMAGE_MODEL, seed=s, steps=3, params=SLOW, format="tensor"),
+                                range(16)))
     expected = in_process(tiny, 0, 1, steps=3)
     torch.testing.assert_close(results[0].samples, expected, atol=ATOL, rtol=0)
     assert len({r.samples.sum().item() for r in results}) == 16
