@@ -39,7 +39,7 @@ def test_render_writes_a_config_that_rays_schema_accepts(tmp_path: Path) -> None
     done = subprocess.run(
         [sys.executable, "-m", "hub", "--home", str(home), "deploy", "render", "-o", str(out), "--overrides", str(overrides),
          "--set", "gpu-model.upscale_delay_s=5", "--cluster-home", "/mnt/genhub", "--grpc-port", "9100"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GENHUB_DEVICE": "cpu"}, timeout=120,
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GENHUB_DEVICE": "cpu"}, timeout=300,  # a bound
     )
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(out.read_text())

@@ -76,8 +76,11 @@ def test_the_timeout_metadata_alone_stops_sampling_on_the_replica(tiny: TinyHub,
 
 
 def test_a_client_timeout_on_a_stream_reaches_the_replica(tiny: TinyHub, ray_app: str) -> None:
-    before = log_mark(tiny)
     with Client(ray_app) as client:
+        # Connected through the proxy and the model loaded on the replica first: the 1.5 s must run out while
+        # sampling, after a first progress event, even when a loaded machine makes the first call slow.
+        client.generate(IMAGE_MODEL, seed=6, steps=1)
+        before = log_mark(tiny)
         steps = 0
         with pytest.raises(errors.DeadlineExceeded):
             for _ in client.stream_generate(IMAGE_MODEL, seed=6, steps=LONG, params=SLOW, timeout=1.5):

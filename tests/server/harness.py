@@ -176,6 +176,9 @@ def write_entry_point(root: Path) -> Path:
     return root
 
 
+STARTUP_S = 300.0  # bounds a subprocess's start and its drain on SIGTERM; either returns as soon as it is done
+
+
 class ServeProcess:
     """`python -m hub serve` (the `genhub serve` command) on an ephemeral port."""
 
@@ -194,7 +197,8 @@ class ServeProcess:
         self._ready = threading.Event()
         self.address = ""
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(60) or not self.address:
+        # Generous: 2-3 s quiet, but on a loaded 2-core machine (tests at nice 10) it has taken over 60 s to print it.
+        if not self._ready.wait(STARTUP_S) or not self.address:
             self.kill()
             raise AssertionError("genhub serve did not start:\n" + "".join(self.lines))
 
@@ -208,7 +212,7 @@ class ServeProcess:
                 self._ready.set()
         self._ready.set()  # the process ended
 
-    def terminate(self, timeout: float = 30) -> int:
+    def terminate(self, timeout: float = STARTUP_S) -> int:
         self.process.terminate()  # SIGTERM
         return self.process.wait(timeout)
 

@@ -181,22 +181,29 @@ def test_cancelling_one_request_leaves_its_batch_mate_running(tiny: TinyHub, ser
     with server.client(timeout=30) as client, ThreadPoolExecutor(4) as pool:
         with busy_worker(client):
             stub = generation_pb2_grpc.GenerationServiceStub(client.channel)
-            doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=20, params=SLOW, format="tensor"))
-            kept = pool.submit(client.generate, IMAGE_MODEL, seed=9, steps=20, params=SLOW, format="tensor")
+            # 50 steps (1 s) together: a poll held up on a loaded machine still finds the pair running (20 steps,
+            # 0.4 s, could end before the poll below saw them: it then waited in vain)
+            doomed = stub.Generate.future(build_request(IMAGE_MODEL, seed=8, steps=50, params=SLOW, format="tensor"))
+            kept = pool.submit(client.generate, IMAGE_MODEL, seed=9, steps=50, params=SLOW, format="tensor")
             wait_for(lambda: worker_state(server, WORKER)[0] == 2, what="two queued requests")
         wait_for(lambda: worker_state(server, WORKER)[1] == 2, what="the pair to run together")
-        doomed.cancel()
+        assert doomed.cancel(), "the pair finished before the cancellation"
         result = kept.result()
     assert result.batch_samples == 2
-    torch.testing.assert_close(result.samples, in_process(tiny, 9, 1, steps=20, params=SLOW), atol=ATOL, rtol=0)
+    # step_sleep_s only slows sampling down: the samples are those of the request without it
+    torch.testing.assert_close(result.samples, in_process(tiny, 9, 1, steps=50), atol=ATOL, rtol=0)
 
 
 def test_an_expired_deadline_answers_deadline_exceeded(tiny: TinyHub, server: BackgroundServer) -> None:
     model = tiny.model(IMAGE_MODEL)
     before = log_mark(tiny)
     with server.client() as client:
+        # The channel connected, the model loaded and the reference resolved (cached for good: a version number) first:
+        # the 0.3 s must run out while sampling. One that runs out before the engine admits the request (a slow
+        # connection or registry read on a loaded machine) ends it unlogged, and wait_logged below would time out.
+        client.generate(WORKER, seed=2, steps=1)
         with pytest.raises(errors.DeadlineExceeded):
-            client.generate(IMAGE_MODEL, seed=1, steps=500, params=SLOW, timeout=0.3)
+            client.generate(WORKER, seed=1, steps=500, params=SLOW, timeout=0.3)
         wait_logged(tiny, before, "deadline", seed=1)
         stopped_at = model.steps_taken
         time.sleep(0.3)
@@ -286,8 +293,11 @@ def test_unknown_models_and_samplers_answer_not_found(client: Client) -> None:
 
 
 def test_concurrent_clients_all_get_their_own_images(tiny: TinyHub, client: Client) -> None:
+    # Each call lasts at least 3 x 20 ms of sleep, not 3 steps of compute: however fast the machine, requests sent
+    # together arrive while one samples and share the next call (also on Ray, where the queue cannot be read).
     with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda s: client.generate(IMAGE_MODEL, seed=s, steps=3, format="tensor"), range(16)))
+        results = list(pool.map(lambda s: client.generate(IMAGE_MODEL, seed=s, steps=3, params=SLOW, format="tensor"),
+                                range(16)))
     expected = in_process(tiny, 0, 1, steps=3)
     torch.testing.assert_close(results[0].samples, expected, atol=ATOL, rtol=0)
     assert len({r.samples.sum().item() for r in results}) == 16

@@ -28,7 +28,7 @@ def node() -> str:
 def test_node_client_lists_generates_and_streams(tiny: TinyHub, serve_process: ServeProcess) -> None:
     token = auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.GENERATE]
     done = subprocess.run([node(), str(SCRIPT), serve_process.address, IMAGE_MODEL], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, auth.TOKEN_ENV: token})
+                          capture_output=True, text=True, timeout=300, env={**os.environ, auth.TOKEN_ENV: token})  # a bound
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert IMAGE_MODEL in seen["models"]

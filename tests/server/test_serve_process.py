@@ -113,7 +113,10 @@ def test_sigterm_drains_calls_in_flight_then_returns(tiny: TinyHub) -> None:
     asyncio.run(asyncio.wait_for(serve(tiny.hub, "127.0.0.1:0", grace_s=30, on_ready=on_ready), timeout=60))
     threads[0].join(30)  # the server sent the result before it stopped; let the client finish reading it
     assert isinstance(seen[-1], RemoteGeneration), seen[-1:]  # the stream finished, not cut off
-    assert [e.step for e in seen if isinstance(e, StepProgress)] == list(range(1, 21))
+    # Sampling went on to its last step after the SIGTERM. A reader slower than a 20 ms step (a loaded machine)
+    # gets the newest progress, older events coalesced: not every step is promised, the order and the last one are.
+    steps = [e.step for e in seen if isinstance(e, StepProgress)]
+    assert steps == sorted(set(steps)) and steps[-1] == 20, steps
 
 
 def test_genhub_serve_on_postgresql_generates_logs_and_stops(tiny_pg: TinyHub) -> None:

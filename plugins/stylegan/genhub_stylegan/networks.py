@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hub.layers import encoded_width, fourier_encode
+
 from genhub_stylegan.layers import (
     EqualConv2d,
     EqualLinear,
@@ -177,11 +179,14 @@ class _DBlock(nn.Module):
 
 
 class PointDiscriminator(nn.Module):
-    """Equalised-lr MLP over [N, D] points, with the minibatch-std feature before the last layers."""
+    """Equalised-lr MLP over [N, D] points, with the minibatch-std feature before the last layers; with
+    ``fourier_octaves`` > 0 it also sees sin/cos of the coordinates (hub.layers.fourier_encode), so it can
+    resolve modes far narrower than their spacing."""
 
-    def __init__(self, dim: int, width: int, num_layers: int, mbstd_group: int = 4) -> None:
+    def __init__(self, dim: int, width: int, num_layers: int, mbstd_group: int = 4, fourier_octaves: int = 0) -> None:
         super().__init__()
-        dims = [dim] + [width] * num_layers
+        self.octaves = fourier_octaves
+        dims = [encoded_width(dim, fourier_octaves)] + [width] * num_layers
         self.body = nn.Sequential(*(EqualLinear(a, b, activate=True) for a, b in zip(dims, dims[1:])))
         self.mbstd_group = mbstd_group
         self.fc = EqualLinear(width + 1, width, activate=True)
@@ -189,7 +194,7 @@ class PointDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, D] -> logits [N]
-        h = self.body(x)[:, :, None, None]
+        h = self.body(fourier_encode(x, self.octaves))[:, :, None, None]
         h = minibatch_stddev(h, self.mbstd_group).flatten(1)
         return self.out(self.fc(h)).squeeze(1)
 
@@ -197,13 +202,14 @@ class PointDiscriminator(nn.Module):
 def build_style_networks(
     sample_shape: tuple[int, ...], *, z_dim: int, w_dim: int, mapping_layers: int, mapping_lr_mul: float,
     w_avg_beta: float, channel_base: int, channel_max: int, width: int, num_layers: int, mbstd_group: int,
+    d_fourier_octaves: int = 0,
 ) -> tuple[StyleGenerator, nn.Module]:
-    """(generator, discriminator) for [C, H, W] images or [D] points."""
+    """(generator, discriminator) for [C, H, W] images or [D] points (``d_fourier_octaves``: points only)."""
     mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
     if len(sample_shape) == 1:
         dim = sample_shape[0]
         return (StyleGenerator(mapping, PointSynthesis(dim, w_dim, width, num_layers)),
-                PointDiscriminator(dim, width, num_layers, mbstd_group))
+                PointDiscriminator(dim, width, num_layers, mbstd_group, d_fourier_octaves))
     c, h, _ = sample_shape
     return (StyleGenerator(mapping, ImageSynthesis(h, c, w_dim, channel_base, channel_max)),
             ImageDiscriminator(h, c, channel_base, channel_max, mbstd_group))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -179,3 +180,14 @@ def test_both_families_train_register_and_generate_through_the_hub(hub: Hub) -> 
     assert generation.samples.shape == (4, 1, 8, 8) and len(events) == 1
     assert hub.generate("g:1", SampleRequest.from_seed(0, 4)).samples.shape == (4, 2)
     assert version.config["z_dim"] == 8
+
+
+def test_point_discriminator_can_see_fourier_features_and_old_configs_keep_raw_coordinates() -> None:
+    raw = StyleGANFamily().build(StyleGANConfig(**TINY_POINTS), context())
+    assert StyleGANConfig.from_json(json.dumps({"sample_shape": [2]})).d_fourier_octaves == 0  # shipped configs
+    assert raw.D.body[0].weight.shape[1] == 2
+    model = trained(StyleGANFamily().build(StyleGANConfig(**TINY_POINTS, d_fourier_octaves=3), context()), "grid", 2)
+    assert model.D.body[0].weight.shape[1] == 2 * (1 + 2 * 3)  # x, y, then sin and cos at 3 octaves each
+    assert torch.isfinite(model.D(torch.randn(8, 2))).all()
+    with pytest.raises(InvalidArgument, match="d_fourier_octaves"):
+        StyleGANConfig(**TINY_POINTS, d_fourier_octaves=17)

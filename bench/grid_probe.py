@@ -1,0 +1,113 @@
+"""How a GAN's samples on the 25-grid evolve over training: one row every few hundred steps.
+
+    python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3
+    python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3 --set d_lr_ratio=4 --set r1_gamma=0.01
+    python bench/grid_probe.py ddgan --steps 12000 --lr 2e-3 --set data_scale=0.25 --every 2000
+
+Trains like ``genhub train FAMILY -d gmm-grid25`` (same config defaults, ``--set`` overrides and seed) without
+registering anything, and every ``--every`` steps samples the EMA generator as ``genhub eval`` does (n samples,
+default sampler) and prints: modes covered, high-quality share, bridge share (off every mode but on a segment
+joining two neighbours), the median distance to the nearest mode in mode std (high quality: <= 3; uniform over
+the grid's box: about 16), the samples' spread (std of x and y; the data's is in the header) and share outside
+the grid's box, the mean D + G loss since the last row (the split per tenth of the run at the end), and D's mean
+logit on real data and on fresh fakes (its gap says how well D tells them apart; at chance it is 0). For a ddgan,
+D's logits are those of the last step (t = 1). What a generator that does badly does: collapse (few modes, small
+spread), spread (HQ low, bridges high, median distance near a uniform's), or drift (samples off the grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+
+from hub.core import Hub
+from hub.eval.evaluate import draw_samples
+from hub.eval.mixture import mixture_score
+from hub.model import TrainOptions, TrainProgress
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def d_logits(model: torch.nn.Module, family: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
+    """D's mean logit on real and on fake samples (data units); a ddgan's D judges the step t = 1 pair."""
+    with torch.no_grad():
+        if family == "ddgan":
+            scale, proc = model.config.data_scale, model.process
+            t = torch.ones(len(real), dtype=torch.long)
+            pairs = []
+            for x0 in (real / scale, fake / scale):
+                x_prev, x_t = proc.q_sample_pair(x0, t, torch.randn_like(x0), torch.randn_like(x0))
+                pairs.append(float(model.D(x_prev, x_t, t).mean()))
+            return pairs[0], pairs[1]
+        return float(model.D(real).mean()), float(model.D(fake).mean())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", help="stylegan, gan or ddgan")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--every", type=int, default=500, help="steps between rows")
+    parser.add_argument("-n", type=int, default=2500, help="samples per row")
+    parser.add_argument("--dataset", default="gmm-grid25")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.overrides)}
+    with tempfile.TemporaryDirectory() as tmp, Hub.open(home=tmp) as hub:
+        family = hub.parts.family(args.family)
+        train = hub.dataset(args.dataset, "train")
+        config = family.default_config(train).replace(**overrides)
+        model = family.build(config, hub.context())
+        centres, std = hub.mixture(args.dataset)  # type: ignore[misc]
+        box = float(torch.tensor(centres).abs().max()) + 3 * std
+        real = train.data[torch.randperm(len(train.data), generator=torch.Generator().manual_seed(1))[:args.n]].float()
+        print(f"{args.family} on {args.dataset}: {args.steps} steps, batch {args.batch_size}, lr {args.lr}, "
+              f"seed {args.seed}, overrides {overrides}; data std x,y "
+              f"{float(real.std(dim=0)[0]):.2f},{float(real.std(dim=0)[1]):.2f}, mode std {std}")
+        print(f"{'step':>6} {'modes':>5} {'HQ':>6} {'bridge':>6} {'med/std':>7} {'std x,y':>11} {'outside':>7} "
+              f"{'d+g loss':>8} {'D real':>7} {'D fake':>7} {'gap':>6} {'s':>5}")
+        losses: list[float] = []
+        started = time.perf_counter()
+
+        def on_progress(p: TrainProgress) -> None:
+            losses.append(p.loss)
+            if p.step % args.every and p.step != p.total:
+                return
+            model.G.eval()
+            samples = draw_samples(model, args.n, seed=0, sampler=None, steps=None)
+            model.G.train()
+            score = mixture_score(samples, centres, std)
+            lr, lf = d_logits(model, args.family, real, samples)
+            spread = samples.std(dim=0)
+            med = float(torch.cdist(samples, torch.tensor(centres)).min(dim=1).values.median()) / std
+            outside = float((samples.abs().max(dim=1).values > box).float().mean())
+            print(f"{p.step:>6} {score.modes_covered:>5} {score.high_quality_share:>6.3f} {score.bridge_share:>6.3f} "
+                  f"{med:>7.1f} {float(spread[0]):>5.2f},{float(spread[1]):>5.2f} {outside:>7.3f} "
+                  f"{sum(losses) / len(losses):>8.3f} {lr:>7.2f} {lf:>7.2f} {lr - lf:>6.2f} "
+                  f"{time.perf_counter() - started:>5.0f}", flush=True)
+            losses.clear()
+
+        options = TrainOptions(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+        result = model.train(train, options, on_progress)
+        d, g = result.extra.get("d_losses", []), result.extra.get("g_losses", [])
+        if d and g:
+            k = max(1, len(d) // 10)
+            for name, curve in (("d", d), ("g", g)):
+                tenths = (curve[i:i + k] for i in range(0, len(curve), k))
+                print(f"{name} loss per tenth:", " ".join(f"{sum(t) / len(t):.3f}" for t in tenths))
+
+
+if __name__ == "__main__":
+    main()
