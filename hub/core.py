@@ -7,6 +7,7 @@ digest, sample, train and register a new version.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -61,6 +62,12 @@ class Generation:
     generation_id: int | None = None
 
 
+def model_key(version: VersionRecord) -> tuple[str, str, str]:
+    """What a loaded model is cached and batched under: its weights, its family and its config (as JSON). Versions may
+    share weights with different settings (e.g. a default truncation); each gets a model built from its own."""
+    return version.artifact_digest, version.family, json.dumps(version.config, sort_keys=True)
+
+
 class Hub:
     """One hub: a registry, an artifact store and the loaded plugins."""
 
@@ -69,7 +76,7 @@ class Hub:
         self.artifacts = artifacts
         self.host = host
         self.parts = parts
-        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._loaded: dict[tuple[str, str, str, str], LoadedModel] = {}  # (*model_key(version), device)
         self.home: Path | None = None  # set by Hub.open: where tokens.json lives
         self._load_lock = threading.RLock()  # re-entrant: a model may load the versions it builds on (an ldm its vae)
         self._log: GenerationLog | None = None
@@ -163,7 +170,7 @@ class Hub:
         """The model behind ``ref``, weights verified against their digest; cached."""
         version = self.resolve(ref)
         device = torch.device(device) if device is not None else default_device()
-        key = (version.artifact_digest + ":" + version.family, str(device))
+        key = (*model_key(version), str(device))
         with self._load_lock:
             cached = self._loaded.get(key)
             if cached is not None:
@@ -175,14 +182,14 @@ class Hub:
             self._loaded[key] = loaded
             return loaded
 
-    def unload(self, artifact_digest: str, family: str) -> int:
-        """Drop the cached models of these weights (on every device); returns how many were dropped.
+    def unload(self, artifact_digest: str, family: str, config: str | None = None) -> int:
+        """Drop the cached models of these weights (of one ``model_key`` config, or all; on every device); returns
+        how many were dropped.
 
         A server evicting a model calls this so the hub's cache does not keep the weights alive.
         """
-        prefix = artifact_digest + ":" + family
         with self._load_lock:
-            keys = [k for k in self._loaded if k[0] == prefix]
+            keys = [k for k in self._loaded if k[:2] == (artifact_digest, family) and config in (None, k[2])]
             for key in keys:
                 del self._loaded[key]
         return len(keys)

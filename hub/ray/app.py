@@ -44,7 +44,7 @@ from ray.serve.handle import DeploymentHandle
 
 from hub import errors
 from hub import metrics as series
-from hub.core import Hub
+from hub.core import Hub, model_key
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
 from hub.ray.runner import alive_nodes
 from hub.ray.security import HealthMethods, authenticator_for, secure
@@ -106,7 +106,7 @@ class ModelServer:
 
     async def _load(self, version: Any) -> Any:
         """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
-        key = (version.artifact_digest, version.family)
+        key = model_key(version)
         model = self.models.get(key)
         if model is None:
             model = (await self.hub_thread.run(self.hub.load, version.ref, self.device)).model

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 from grpc import aio
 
 from hub.cards import render_card
-from hub.core import Hub
+from hub.core import Hub, model_key
 from hub.engine import Engine, EngineOptions, Job, Latest
 from hub.engine.models import ModelCache, model_bytes
 from hub import metrics as series
@@ -238,7 +238,7 @@ def engine_job(parsed: convert.ParsedRequest, version: Any, model: Any, deadline
             previews = convert.preview_messages(event.preview, fmt) if event.preview is not None else []
             loop.call_soon_threadsafe(events.put, generation_pb2.Progress(step=event.step, total=event.total, previews=previews))
 
-    return Job(request=parsed.request, model=model, lane=(version.artifact_digest, version.family), name=version.ref,
+    return Job(request=parsed.request, model=model, lane=model_key(version), name=version.ref,
                deadline=deadline, max_cost=max_request_cost(version), on_progress=on_progress,
                encode=lambda samples: convert.image_messages(samples, fmt), context=Call(version, parsed.seed, fmt))
 
@@ -334,7 +334,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def model(self, version: Any) -> Any:
         """The loaded model of ``version``'s weights, loading it if no request has yet; loading one may unload the
         least recently used idle ones (``--max-loaded-models``, ``--max-loaded-bytes``)."""
-        key = (version.artifact_digest, version.family)
+        key = model_key(version)
         model = self.models.get(key)
         if model is None:
             model = (await self.hub_thread.run(self.hub.load, version.ref)).model  # verifies the digest

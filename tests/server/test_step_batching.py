@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from hub.core import model_key
 from hub.client import Client, RemoteGeneration
 from hub.model import SampleRequest, TrainOptions
 from tests.server.harness import TinyHub, running_server, wait_for
@@ -71,7 +72,7 @@ def test_loaded_models_are_an_lru_and_an_evicted_model_is_freed(tmp_path: Path) 
             client.generate(IMAGE_MODEL, seed=1, steps=2)
             generation = server.handle.generation
             version = tiny.hub.resolve(IMAGE_MODEL)
-            key = (version.artifact_digest, version.family)
+            key = model_key(version)
             first = weakref.ref(server.run(lambda: generation.models.get(key)))
             client.generate(POINTS_MODEL, seed=1, steps=2)  # loading it evicts the idle image model
             assert server.run(lambda: (key in generation.models, key in server.handle.engine.lanes)) == (False, False)

@@ -53,3 +53,22 @@ def test_the_plain_gan_on_the_grid_is_shipped_beside_stylegan(home: Path) -> Non
             assert version.dataset == "gmm-grid25" and "pretrained" in version.tags
             points = hub.generate(name, SampleRequest.from_seed(0, 8), log=False).samples
             assert points.shape == (8, 2) and torch.isfinite(points).all()
+
+
+def test_versions_sharing_weights_each_load_with_their_own_config(home: Path) -> None:
+    # The hub caches loaded models by their weights; a version registered on the same weights with another default
+    # truncation must not get the model built for the first one.
+    with Hub.open(home=home) as hub:
+        shipped = hub.resolve("stylegan-digits")
+        plugin = hub.registry.get_model("stylegan-digits").plugin
+        hub.registry.ensure_model("stylegan-digits-truncated", family="stylegan", plugin=plugin)
+        truncated = hub.registry.add_version("stylegan-digits-truncated", artifact_digest=shipped.artifact_digest,
+                                             config={**shipped.config, "default_truncation": 0.5},
+                                             dataset=shipped.dataset)
+        assert hub.load(shipped.ref).model.config.default_truncation == 1.0
+        assert hub.load(truncated.ref).model.config.default_truncation == 0.5
+        assert hub.load(shipped.ref).model.config.default_truncation == 1.0  # still cached, still its own
+        request = SampleRequest.from_seed(0, 8)
+        plain, near_mean = hub.generate(shipped.ref, request, log=False), hub.generate(truncated.ref, request, log=False)
+        assert not torch.equal(plain.samples, near_mean.samples)
+        assert hub.unload(shipped.artifact_digest, "stylegan") == 2  # one cached model per config
