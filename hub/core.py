@@ -7,7 +7,6 @@ digest, sample, train and register a new version.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -65,7 +64,7 @@ class Generation:
 def model_key(version: VersionRecord) -> tuple[str, str, str]:
     """What a loaded model is cached and batched under: its weights, its family and its config (as JSON). Versions may
     share weights with different settings (e.g. a default truncation); each gets a model built from its own."""
-    return version.artifact_digest, version.family, json.dumps(version.config, sort_keys=True)
+    return version.artifact_digest, version.family, version.config_json
 
 
 class Hub:

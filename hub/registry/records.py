@@ -6,7 +6,9 @@ between threads and to turn into JSON or protobuf messages. Times are UTC.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +54,12 @@ class VersionRecord:
     def ref(self) -> str:
         """The exact reference of this version, ``name:version``."""
         return f"{self.model}:{self.version}"
+
+    @cached_property
+    def config_json(self) -> str:
+        """``config`` as canonical JSON (sorted keys), encoded once per record: servers key loaded models by it
+        (hub.core.model_key) on every request, and their resolvers hand out the same record while it is cached."""
+        return json.dumps(self.config, sort_keys=True)
 
 
 @dataclass(frozen=True)
