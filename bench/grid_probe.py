@@ -48,7 +48,8 @@ def d_logits(model: torch.nn.Module, family: str, real: torch.Tensor, fake: torc
                 x_prev, x_t = proc.q_sample_pair(x0, t, torch.randn_like(x0), torch.randn_like(x0))
                 pairs.append(float(model.D(x_prev, x_t, t).mean()))
             return pairs[0], pairs[1]
-        return float(model.D(real).mean()), float(model.D(fake).mean())
+        k = getattr(model.D, "pack", 1)  # a packing D takes a multiple of its pack
+        return float(model.D(real[:len(real) // k * k]).mean()), float(model.D(fake[:len(fake) // k * k]).mean())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -178,3 +178,14 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
     y = ((y - y.mean(dim=0)).pow(2).mean(dim=0) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N/g] (var() is slow on CPU here)
     y = y.repeat(g)[:, None, None, None].expand(n, 1, h, w)  # sample j of every group gets statistic j
     return torch.cat([x, y], dim=1)
+
+
+def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN (Lin et al. 2018): [N, C, ...] -> [N / pack, pack * C, ...], consecutive samples side by side along
+    the features, so D judges ``pack`` samples at once and a generator that repeats itself is easy to spot."""
+    if pack == 1:
+        return x
+    n = x.shape[0]
+    if n % pack:
+        raise ValueError(f"a discriminator packing {pack} samples needs a batch divisible by {pack}, got {n}")
+    return x.reshape(n // pack, pack * x.shape[1], *x.shape[2:])

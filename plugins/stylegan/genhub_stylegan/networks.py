@@ -24,6 +24,7 @@ from genhub_stylegan.layers import (
     SynthesisLayer,
     ToOutput,
     minibatch_stddev,
+    pack_samples,
 )
 
 NOISE_MODES = ("const", "random", "none")
@@ -138,12 +139,15 @@ class StyleGenerator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """Residual discriminator: fromRGB, (conv, conv, downsample) blocks with 1x1 skips, minibatch std, FC."""
+    """Residual discriminator: fromRGB, (conv, conv, downsample) blocks with 1x1 skips, minibatch std, FC;
+    with ``pack`` > 1 it judges that many images at once, stacked along the channels (one logit per pack)."""
 
-    def __init__(self, resolution: int, img_channels: int, channel_base: int, channel_max: int, mbstd_group: int = 4) -> None:
+    def __init__(self, resolution: int, img_channels: int, channel_base: int, channel_max: int, mbstd_group: int = 4,
+                 pack: int = 1) -> None:
         super().__init__()
         ch = channels_at(resolution, channel_base, channel_max)
-        self.from_rgb = EqualConv2d(img_channels, ch, 1, activate=True)
+        self.pack = pack
+        self.from_rgb = EqualConv2d(img_channels * pack, ch, 1, activate=True)
         blocks = []
         res = resolution
         while res > 4:
@@ -157,8 +161,8 @@ class ImageDiscriminator(nn.Module):
         self.out = EqualLinear(ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [N, C, R, R] -> logits [N]
-        h = self.from_rgb(x)
+        # x: [N, C, R, R] -> logits [N / pack]
+        h = self.from_rgb(pack_samples(x, self.pack))
         for block in self.blocks:
             h = block(h)
         h = self.conv(minibatch_stddev(h, self.mbstd_group))  # [N, C4, 4, 4]
@@ -181,20 +185,23 @@ class _DBlock(nn.Module):
 class PointDiscriminator(nn.Module):
     """Equalised-lr MLP over [N, D] points, with the minibatch-std feature before the last layers; with
     ``fourier_octaves`` > 0 it also sees sin/cos of the coordinates (hub.layers.fourier_encode), so it can
-    resolve modes far narrower than their spacing."""
+    resolve modes far narrower than their spacing; with ``pack`` > 1 it judges that many points at once, their
+    (encoded) coordinates side by side (one logit per pack)."""
 
-    def __init__(self, dim: int, width: int, num_layers: int, mbstd_group: int = 4, fourier_octaves: int = 0) -> None:
+    def __init__(self, dim: int, width: int, num_layers: int, mbstd_group: int = 4, fourier_octaves: int = 0,
+                 pack: int = 1) -> None:
         super().__init__()
         self.octaves = fourier_octaves
-        dims = [encoded_width(dim, fourier_octaves)] + [width] * num_layers
+        self.pack = pack
+        dims = [encoded_width(dim, fourier_octaves) * pack] + [width] * num_layers
         self.body = nn.Sequential(*(EqualLinear(a, b, activate=True) for a, b in zip(dims, dims[1:])))
         self.mbstd_group = mbstd_group
         self.fc = EqualLinear(width + 1, width, activate=True)
         self.out = EqualLinear(width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [N, D] -> logits [N]
-        h = self.body(fourier_encode(x, self.octaves))[:, :, None, None]
+        # x: [N, D] -> logits [N / pack]
+        h = self.body(pack_samples(fourier_encode(x, self.octaves), self.pack))[:, :, None, None]
         h = minibatch_stddev(h, self.mbstd_group).flatten(1)
         return self.out(self.fc(h)).squeeze(1)
 
@@ -202,17 +209,18 @@ class PointDiscriminator(nn.Module):
 def build_style_networks(
     sample_shape: tuple[int, ...], *, z_dim: int, w_dim: int, mapping_layers: int, mapping_lr_mul: float,
     w_avg_beta: float, channel_base: int, channel_max: int, width: int, num_layers: int, mbstd_group: int,
-    d_fourier_octaves: int = 0,
+    d_fourier_octaves: int = 0, pack: int = 1,
 ) -> tuple[StyleGenerator, nn.Module]:
-    """(generator, discriminator) for [C, H, W] images or [D] points (``d_fourier_octaves``: points only)."""
+    """(generator, discriminator) for [C, H, W] images or [D] points (``d_fourier_octaves``: points only; ``pack``:
+    samples D judges at once)."""
     mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
     if len(sample_shape) == 1:
         dim = sample_shape[0]
         return (StyleGenerator(mapping, PointSynthesis(dim, w_dim, width, num_layers)),
-                PointDiscriminator(dim, width, num_layers, mbstd_group, d_fourier_octaves))
+                PointDiscriminator(dim, width, num_layers, mbstd_group, d_fourier_octaves, pack))
     c, h, _ = sample_shape
     return (StyleGenerator(mapping, ImageSynthesis(h, c, w_dim, channel_base, channel_max)),
-            ImageDiscriminator(h, c, channel_base, channel_max, mbstd_group))
+            ImageDiscriminator(h, c, channel_base, channel_max, mbstd_group, pack))
 
 
 __all__ = [

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hub.datasets import Dataset
 
 INIT_SEED = 0  # a fresh build's weights are a function of the config alone
+MAX_PACK = 16  # PacGAN used 2-4; more makes D's first layer wide for nothing
 
 # SampleRequest.params this family reads, with what they do (mix_layer's upper bound, num_ws, comes from the model).
 SAMPLE_PARAMS: dict[str, Param] = {
@@ -54,6 +55,7 @@ class StyleGANConfig(ModelConfig):
     num_layers: int = 4  # points: modulated layers in G, hidden layers in D
     mbstd_group: int = 4  # discriminator minibatch-std group size
     d_fourier_octaves: int = 0  # points: D also sees sin/cos of the coordinates at 2^0..2^(k-1) (hub.layers); 0: raw
+    pack: int = 1  # PacGAN: D judges this many samples at once (the batch size must be a multiple); 1: one at a time
     r1_gamma: float = 0.1  # R1 weight; 0 disables it
     r1_interval: int = 16  # lazy R1: every k-th discriminator step
     mixing_prob: float = 0.9  # style-mixing regularisation: fraction of training batches with two latents
@@ -77,6 +79,8 @@ class StyleGANConfig(ModelConfig):
                                 "mbstd_group", "r1_interval")
         if not 0 <= self.d_fourier_octaves <= 16:
             raise InvalidArgument("d_fourier_octaves", f"must be between 0 and 16, got {self.d_fourier_octaves}")
+        if not 1 <= self.pack <= MAX_PACK:
+            raise InvalidArgument("pack", f"must be between 1 (no packing) and {MAX_PACK}, got {self.pack}")
         if not 0 < self.mapping_lr_mul <= 1:
             raise InvalidArgument("mapping_lr_mul", f"must be in (0, 1], got {self.mapping_lr_mul}")
         self.check_fractions("w_avg_beta", "ema_decay", "adam_beta1", "adam_beta2")
@@ -100,7 +104,7 @@ class StyleGANModel(ModuleWeights, GenerativeModel):
                 cfg.sample_shape, z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_layers=cfg.mapping_layers,
                 mapping_lr_mul=cfg.mapping_lr_mul, w_avg_beta=cfg.w_avg_beta, channel_base=cfg.channel_base,
                 channel_max=cfg.channel_max, width=cfg.width, num_layers=cfg.num_layers, mbstd_group=cfg.mbstd_group,
-                d_fourier_octaves=cfg.d_fourier_octaves,
+                d_fourier_octaves=cfg.d_fourier_octaves, pack=cfg.pack,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0
@@ -126,6 +130,9 @@ class StyleGANModel(ModuleWeights, GenerativeModel):
         """Non-saturating loss, lazy R1, style mixing, optional DiffAugment, EMA; seeded by ``options.seed``."""
         cfg = self.config
         check_dataset(dataset, cfg.sample_shape, "stylegan", min_items=2)
+        if options.batch_size % cfg.pack:
+            raise InvalidArgument("batch_size", f"the discriminator packs {cfg.pack} samples (config pack), so the batch "
+                                                f"size must be a multiple of {cfg.pack}, got {options.batch_size}")
         self.to(options.device)
         setup = AdversarialSetup(
             generator=self.G, discriminator=self.D, generate=self._fakes, betas=(cfg.adam_beta1, cfg.adam_beta2),

@@ -191,3 +191,31 @@ def test_point_discriminator_can_see_fourier_features_and_old_configs_keep_raw_c
     assert torch.isfinite(model.D(torch.randn(8, 2))).all()
     with pytest.raises(InvalidArgument, match="d_fourier_octaves"):
         StyleGANConfig(**TINY_POINTS, d_fourier_octaves=17)
+
+
+@pytest.mark.parametrize("overrides", [TINY_IMAGES, TINY_POINTS], ids=["images", "points"])
+def test_a_packing_discriminator_judges_samples_together_and_trains(overrides: dict) -> None:
+    assert StyleGANConfig.from_json(json.dumps({"sample_shape": [2]})).pack == 1  # shipped configs: one at a time
+    # mbstd_group=1: no minibatch-std feature, which would couple every pack in the batch
+    model = StyleGANFamily().build(StyleGANConfig(**{**overrides, "mbstd_group": 1}, pack=2), context())
+    images = len(overrides["sample_shape"]) == 3
+    first = model.D.from_rgb.weight if images else model.D.body[0].weight
+    assert first.shape[1] == 2 * (1 if images else 2)  # two samples' channels / coordinates side by side
+    x = torch.randn(8, *overrides["sample_shape"])
+    logits = model.D(x)
+    assert logits.shape == (4,)
+    x[1] += 1.0  # the second sample of the first pack changes that pack's logit only
+    moved = model.D(x) != logits
+    assert moved[0] and not moved[1:].any()
+    result = model.train(load_digits("train", 8) if images else load_grid25("train"),
+                         TrainOptions(steps=2, batch_size=8, learning_rate=2e-3, seed=0))
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_bad_packing_is_refused_with_the_field_named() -> None:
+    for bad in (0, 17):
+        with pytest.raises(InvalidArgument, match="pack"):
+            StyleGANConfig(**TINY_POINTS, pack=bad)
+    model = StyleGANFamily().build(StyleGANConfig(**TINY_POINTS, pack=3), context())
+    with pytest.raises(InvalidArgument, match="batch_size.*multiple of 3"):
+        model.train(load_grid25("train"), TrainOptions(steps=1, batch_size=8, learning_rate=2e-3, seed=0))
