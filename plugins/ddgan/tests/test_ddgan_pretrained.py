@@ -10,7 +10,7 @@ import torch
 
 from hub.core import Hub
 from hub.eval.classifier import load_classifier
-from hub.eval.evaluate import draw_samples, image_scores, reference_features
+from hub.eval.evaluate import draw_samples, image_set_scores
 from hub.eval.mixture import mixture_score
 from hub.model import SampleRequest
 
@@ -39,9 +39,7 @@ def test_shipped_ddgan_digits_holds_its_frechet_distance(hub: Hub) -> None:
     # (seeds 0-2: 38.1, 40.8, 37.2); the checkpoint before it, 47.4 on seed 0 (46.2 over three).
     model = hub.load("ddgan-digits").model
     samples = draw_samples(model, 297, seed=0, sampler=None, steps=None)
-    classifier = load_classifier("digits16")
-    reference = reference_features(hub.dataset("digits16", "test"), classifier)
-    fd = image_scores(classifier.features(samples), *reference, seed=0)["fd"]
+    fd = image_set_scores(samples, hub.dataset("digits16", "test"), load_classifier("digits16"), 0, None)["fd"]
     assert fd < 43.0
 
 
