@@ -11,7 +11,9 @@ joining two neighbours), the median distance to the nearest mode in mode std (hi
 the grid's box: about 16), the samples' spread (std of x and y; the data's is in the header) and share outside
 the grid's box, the mean D + G loss since the last row (the split per tenth of the run at the end), and D's mean
 logit on real data and on fresh fakes (its gap says how well D tells them apart; at chance it is 0). For a ddgan,
-D's logits are those of the last step (t = 1). What a generator that does badly does: collapse (few modes, small
+D's logits are those of the last step (t = 1). For a stylegan, the last columns are modes and HQ when every sample
+draws its own noise inputs (as in training; sampling uses the stored maps by default) and the noise strengths'
+total: equal figures and a small strength mean G does not carry its mode choices in the noise. What a generator that does badly does: collapse (few modes, small
 spread), spread (HQ low, bridges high, median distance near a uniform's), or drift (samples off the grid).
 """
 
@@ -27,7 +29,7 @@ import torch
 from hub.core import Hub
 from hub.eval.evaluate import draw_samples
 from hub.eval.mixture import mixture_score
-from hub.model import TrainOptions, TrainProgress
+from hub.model import SampleRequest, TrainOptions, TrainProgress, per_sample_seeds
 
 
 def _value(text: str) -> object:
@@ -50,6 +52,18 @@ def d_logits(model: torch.nn.Module, family: str, real: torch.Tensor, fake: torc
             return pairs[0], pairs[1]
         k = getattr(model.D, "pack", 1)  # a packing D takes a multiple of its pack
         return float(model.D(real[:len(real) // k * k]).mean()), float(model.D(fake[:len(fake) // k * k]).mean())
+
+
+def random_noise_score(model: torch.nn.Module, n: int, centres: list, std: float) -> str:
+    """A StyleGAN's modes/HQ with per-sample random noise inputs (as in training) instead of the stored maps (as
+    sampled by default), and the noise strengths' total: does G carry mode choices in its noise?"""
+    if not hasattr(model, "G_ema"):
+        return ""
+    request = SampleRequest(seeds=per_sample_seeds(0, n), params={"noise_mode": "random"})
+    with torch.no_grad():
+        score = mixture_score(model.sample(request), centres, std)
+        strength = sum(float(layer.noise_strength.abs()) for layer in model.G_ema.synthesis.layers)
+    return f" {score.modes_covered:>3}/{score.high_quality_share:.3f} {strength:>5.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
               f"seed {args.seed}, overrides {overrides}; data std x,y "
               f"{float(real.std(dim=0)[0]):.2f},{float(real.std(dim=0)[1]):.2f}, mode std {std}")
         print(f"{'step':>6} {'modes':>5} {'HQ':>6} {'bridge':>6} {'med/std':>7} {'std x,y':>11} {'outside':>7} "
-              f"{'d+g loss':>8} {'D real':>7} {'D fake':>7} {'gap':>6} {'s':>5}")
+              f"{'d+g loss':>8} {'D real':>7} {'D fake':>7} {'gap':>6} {'s':>5}"
+              + (" rnd-noise modes/HQ, strength" if args.family == "stylegan" else ""))
         losses: list[float] = []
         started = time.perf_counter()
 
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{p.step:>6} {score.modes_covered:>5} {score.high_quality_share:>6.3f} {score.bridge_share:>6.3f} "
                   f"{med:>7.1f} {float(spread[0]):>5.2f},{float(spread[1]):>5.2f} {outside:>7.3f} "
                   f"{sum(losses) / len(losses):>8.3f} {lr:>7.2f} {lf:>7.2f} {lr - lf:>6.2f} "
-                  f"{time.perf_counter() - started:>5.0f}", flush=True)
+                  f"{time.perf_counter() - started:>5.0f}" + random_noise_score(model, args.n, centres, std), flush=True)
             losses.clear()
 
         options = TrainOptions(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
