@@ -3,6 +3,7 @@
     python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3
     python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3 --set d_lr_ratio=4 --set r1_gamma=0.01
     python bench/grid_probe.py ddgan --steps 12000 --lr 2e-3 --set data_scale=0.25 --every 2000
+    python bench/grid_probe.py stylegan --direct --set mapping_lr_mul=1   # G alone, no D: a capacity check
 
 Trains like ``genhub train FAMILY -d gmm-grid25`` (same config defaults, ``--set`` overrides and seed) without
 registering anything, and every ``--every`` steps samples the EMA generator as ``genhub eval`` does (n samples,
@@ -23,6 +24,7 @@ import argparse
 import json
 import tempfile
 import time
+from typing import Callable
 
 import torch
 
@@ -66,6 +68,29 @@ def random_noise_score(model: torch.nn.Module, n: int, centres: list, std: float
     return f" {score.modes_covered:>3}/{score.high_quality_share:.3f} {strength:>5.2f}"
 
 
+def train_direct(model: torch.nn.Module, data: torch.Tensor, options: TrainOptions,
+                 progress: Callable[[TrainProgress], None], projections: int = 64) -> None:
+    """A capacity check without a discriminator: the generator alone (a stylegan's EMA updated as in training)
+    fitted to the data by the sliced Wasserstein distance, sorted 1D projections of a fake and a real batch
+    matched. If this covers the modes sharply, the network can draw them and the adversarial game is what fails."""
+    opt = torch.optim.Adam(model.G.parameters(), lr=options.learning_rate, betas=(0.0, 0.99))
+    gen = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    model.G.train()
+    for step in range(1, options.steps + 1):
+        real = data[torch.randint(len(data), (options.batch_size,), generator=gen)].float()
+        fake = model._fakes(options.batch_size)
+        dirs = torch.nn.functional.normalize(torch.randn(real.shape[1], projections, generator=gen), dim=0)
+        loss = ((fake @ dirs).sort(dim=0).values - (real @ dirs).sort(dim=0).values).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if hasattr(model, "_after_step"):
+            model._after_step()
+        progress(TrainProgress(step, options.steps, float(loss.detach())))
+    model.G.eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", help="stylegan, gan or ddgan")
@@ -77,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=500, help="steps between rows")
     parser.add_argument("-n", type=int, default=2500, help="samples per row")
     parser.add_argument("--dataset", default="gmm-grid25")
+    parser.add_argument("--direct", action="store_true", help="no D: fit G alone by the sliced Wasserstein distance "
+                                                                "(loss column: SWD; D columns: the untrained D's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.overrides)}
@@ -116,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             losses.clear()
 
         options = TrainOptions(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+        if args.direct:
+            train_direct(model, train.data, options, on_progress)
+            return
         result = model.train(train, options, on_progress)
         d, g = result.extra.get("d_losses", []), result.extra.get("g_losses", [])
         if d and g:
