@@ -73,9 +73,13 @@ def index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterat
         pool = pool[batch_size:]
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """EMA warm-up (as in many DDPM codebases): short runs would otherwise sample from nearly initial weights."""
-    return min(decay, (1 + step) / (10 + step))
+def ema_decay_at(step: int, decay: float, power: float = 8.0) -> float:
+    """EMA warm-up (as in many DDPM codebases): short runs would otherwise sample from nearly initial weights.
+
+    Until ``decay`` caps it, this is the power-function average of Karras et al. 2024 (EDM2): the weight of step k in
+    the average at step n grows as k^power. The default 8 gives the usual (1 + step) / (10 + step), about the last
+    ninth of the run; a smaller power averages a longer share of it (2: about the last third)."""
+    return min(decay, (1 + step) / (power + 2 + step))
 
 
 @torch.no_grad()

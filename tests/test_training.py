@@ -49,6 +49,20 @@ def test_ema_warms_up_then_follows_its_decay_and_copies_buffers() -> None:
     torch.testing.assert_close(ema.running_mean, torch.full((2,), 5.0))
 
 
+def test_ema_power_sets_how_much_of_the_run_is_averaged() -> None:
+    assert ema_decay_at(5, 0.999, power=8.0) == ema_decay_at(5, 0.999) == 6 / 15
+    # power 0: every step weighs the same; live weights 1, 2, ..., n average to (n + 1) / 2 (the initial 0 counts twice)
+    live, ema = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    n = 50
+    with torch.no_grad():
+        ema.weight.zero_()
+        for step in range(1, n + 1):
+            live.weight.fill_(float(step))
+            ema_update(ema, live, ema_decay_at(step, 0.9999, power=0.0))
+    assert ema.weight.detach().item() == pytest.approx(n * (n + 1) / 2 / (n + 2))
+    assert ema_decay_at(10**6, 0.999, power=0.0) == 0.999  # the cap still holds
+
+
 def test_loss_log_reports_interval_means_and_stops_on_a_non_finite_loss() -> None:
     seen: list[TrainProgress] = []
     log = LossLog(40, ("d", "g"), seen.append, " or raise r1_gamma")

@@ -104,14 +104,16 @@ def resolved_sampling(model: GenerativeModel, sampler: str | None, steps: int | 
 
 
 def draw_samples(model: GenerativeModel, num_samples: int, *, seed: int, sampler: str | None, steps: int | None,
-                 labels: list[int] | None = None, chunk: int = 250) -> torch.Tensor:
-    """``num_samples`` samples in chunks; sample i depends only on (seed, i), whatever the chunk size."""
+                 labels: list[int] | None = None, chunk: int = 250, guidance_scale: float | None = None) -> torch.Tensor:
+    """``num_samples`` samples in chunks; sample i depends only on (seed, i), whatever the chunk size.
+    ``guidance_scale``: None keeps the model's default (conditioned requests only)."""
     seeds = per_sample_seeds(seed, num_samples)
     parts = []
     with torch.no_grad():
         for start in range(0, num_samples, chunk):
             request = SampleRequest(seeds=seeds[start:start + chunk], sampler=sampler, steps=steps,
-                                    class_labels=labels[start:start + chunk] if labels is not None else None)
+                                    class_labels=labels[start:start + chunk] if labels is not None else None,
+                                    guidance_scale=guidance_scale)
             parts.append(model.sample(request).detach().float().cpu())
     samples = torch.cat(parts)
     if not torch.isfinite(samples).all():
@@ -188,7 +190,7 @@ def image_scores(features: torch.Tensor, ref_feats: torch.Tensor, ref_gauss: Gau
             "precision": pr.precision, "recall": pr.recall}
 
 
-def _image_set_scores(images: torch.Tensor, test: Dataset, classifier: FeatureClassifier, seed: int,
+def image_set_scores(images: torch.Tensor, test: Dataset, classifier: FeatureClassifier, seed: int,
                       labels: list[int] | None) -> dict[str, float]:
     """Every image figure of one sample set against the held-out split, in both feature spaces."""
     feats, logits = classifier.features_and_logits(images)
@@ -265,7 +267,7 @@ def floor_rows(hub: Hub, dataset_name: str, num_samples: int, seeds: list[int], 
             balanced = conditional and num_classes > 0 and train.labels is not None
             keep = (balanced_subset(train.labels, n, num_classes, seed) if balanced
                     else _subset(torch.arange(len(train)), n, seed))
-            scores = _image_set_scores(train.data[keep], test, classifier, seed, None)
+            scores = image_set_scores(train.data[keep], test, classifier, seed, None)
             if conditional and test.labels is not None:
                 held = _subset(torch.arange(len(test)), n, seed)
                 scores["class_agreement"] = class_agreement(classifier.features_and_logits(test.data[held])[1],
@@ -342,7 +344,7 @@ def _quality_rows(hub: Hub, model: GenerativeModel, dataset_name: str, kind: str
             classifier = load_classifier(dataset_name)
             labels = balanced_labels(n, num_classes) if conditional and num_classes else None
             samples = draw_samples(model, n, labels=labels, **draw)
-            scores = _image_set_scores(samples, test, classifier, seed, labels)
+            scores = image_set_scores(samples, test, classifier, seed, labels)
             details = _image_details(train, test, classifier)
             if not memo:  # the first sample set is enough: the check looks for copies, not a precise figure
                 memo = _memorisation_rows(samples, train, test, f"{dataset_name}:train")

@@ -52,7 +52,8 @@ class DDGANConfig(ModelConfig):
     data_scale: float = 1.0  # the model works on data / data_scale
     r1_gamma: float = 0.05  # R1 weight on real x_{t-1}; 0 disables it
     r1_interval: int = 4  # lazy R1: every k-th discriminator step, weighted by k
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # the EMA's cap; it warms up as hub.training.ema_decay_at says
+    ema_power: float = 8.0  # the warm-up's power-function profile: smaller averages a longer share of the run
     adam_beta1: float = 0.0  # (0, 0.99) as in StyleGAN2: what the shipped configs were tuned with
     adam_beta2: float = 0.99
     d_lr_ratio: float = 1.0  # discriminator lr = ratio x TrainOptions.learning_rate
@@ -81,6 +82,9 @@ class DDGANConfig(ModelConfig):
             raise InvalidArgument("data_scale", f"need data_scale > 0, r1_gamma >= 0, d_lr_ratio > 0; got "
                                   f"{self.data_scale}, {self.r1_gamma}, {self.d_lr_ratio}")
         self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
+        if not 0 <= self.ema_power <= 64:
+            raise InvalidArgument("ema_power", f"must be between 0 (a plain average of every step) and 64, "
+                                  f"got {self.ema_power}")
         FewStepProcess.vp(self.num_steps, self.beta_min, self.beta_max, self.time_power)  # validates beta_min / beta_max
 
 
@@ -145,7 +149,7 @@ class DDGANModel(ModuleWeights, SteppedModel, GenerativeModel):
                 g_loss = g_loss_nonsaturating(D(fake_prev, x_t, t))
                 optimizer_step(opt_g, g_loss)
                 self.train_steps += 1
-                ema_update(self.G_ema, G, ema_decay_at(self.train_steps, cfg.ema_decay))
+                ema_update(self.G_ema, G, ema_decay_at(self.train_steps, cfg.ema_decay, cfg.ema_power))
                 log.add(step, options.learning_rate, d=float(d_loss.detach()), g=float(g_loss.detach()))
         D.requires_grad_(True)
         G.eval()
