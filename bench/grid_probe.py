@@ -3,6 +3,7 @@
     python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3
     python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3 --set d_lr_ratio=4 --set r1_gamma=0.01
     python bench/grid_probe.py ddgan --steps 12000 --lr 2e-3 --set data_scale=0.25 --every 2000
+    python bench/grid_probe.py stylegan --direct --set mapping_lr_mul=1   # G alone, no D: a capacity check
 
 Trains like ``genhub train FAMILY -d gmm-grid25`` (same config defaults, ``--set`` overrides and seed) without
 registering anything, and every ``--every`` steps samples the EMA generator as ``genhub eval`` does (n samples,
@@ -11,7 +12,9 @@ joining two neighbours), the median distance to the nearest mode in mode std (hi
 the grid's box: about 16), the samples' spread (std of x and y; the data's is in the header) and share outside
 the grid's box, the mean D + G loss since the last row (the split per tenth of the run at the end), and D's mean
 logit on real data and on fresh fakes (its gap says how well D tells them apart; at chance it is 0). For a ddgan,
-D's logits are those of the last step (t = 1). What a generator that does badly does: collapse (few modes, small
+D's logits are those of the last step (t = 1). For a stylegan, the last columns are modes and HQ when every sample
+draws its own noise inputs (as in training; sampling uses the stored maps by default) and the noise strengths'
+total: equal figures and a small strength mean G does not carry its mode choices in the noise. What a generator that does badly does: collapse (few modes, small
 spread), spread (HQ low, bridges high, median distance near a uniform's), or drift (samples off the grid).
 """
 
@@ -21,13 +24,14 @@ import argparse
 import json
 import tempfile
 import time
+from typing import Callable
 
 import torch
 
 from hub.core import Hub
 from hub.eval.evaluate import draw_samples
 from hub.eval.mixture import mixture_score
-from hub.model import TrainOptions, TrainProgress
+from hub.model import SampleRequest, TrainOptions, TrainProgress, per_sample_seeds
 
 
 def _value(text: str) -> object:
@@ -52,6 +56,41 @@ def d_logits(model: torch.nn.Module, family: str, real: torch.Tensor, fake: torc
         return float(model.D(real[:len(real) // k * k]).mean()), float(model.D(fake[:len(fake) // k * k]).mean())
 
 
+def random_noise_score(model: torch.nn.Module, n: int, centres: list, std: float) -> str:
+    """A StyleGAN's modes/HQ with per-sample random noise inputs (as in training) instead of the stored maps (as
+    sampled by default), and the noise strengths' total: does G carry mode choices in its noise?"""
+    if not hasattr(model, "G_ema"):
+        return ""
+    request = SampleRequest(seeds=per_sample_seeds(0, n), params={"noise_mode": "random"})
+    with torch.no_grad():
+        score = mixture_score(model.sample(request), centres, std)
+        strength = sum(float(layer.noise_strength.abs()) for layer in model.G_ema.synthesis.layers)
+    return f" {score.modes_covered:>3}/{score.high_quality_share:.3f} {strength:>5.2f}"
+
+
+def train_direct(model: torch.nn.Module, data: torch.Tensor, options: TrainOptions,
+                 progress: Callable[[TrainProgress], None], projections: int = 64) -> None:
+    """A capacity check without a discriminator: the generator alone (a stylegan's EMA updated as in training)
+    fitted to the data by the sliced Wasserstein distance, sorted 1D projections of a fake and a real batch
+    matched. If this covers the modes sharply, the network can draw them and the adversarial game is what fails."""
+    opt = torch.optim.Adam(model.G.parameters(), lr=options.learning_rate, betas=(0.0, 0.99))
+    gen = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    model.G.train()
+    for step in range(1, options.steps + 1):
+        real = data[torch.randint(len(data), (options.batch_size,), generator=gen)].float()
+        fake = model._fakes(options.batch_size)
+        dirs = torch.nn.functional.normalize(torch.randn(real.shape[1], projections, generator=gen), dim=0)
+        loss = ((fake @ dirs).sort(dim=0).values - (real @ dirs).sort(dim=0).values).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if hasattr(model, "_after_step"):
+            model._after_step()
+        progress(TrainProgress(step, options.steps, float(loss.detach())))
+    model.G.eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", help="stylegan, gan or ddgan")
@@ -63,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=500, help="steps between rows")
     parser.add_argument("-n", type=int, default=2500, help="samples per row")
     parser.add_argument("--dataset", default="gmm-grid25")
+    parser.add_argument("--direct", action="store_true", help="no D: fit G alone by the sliced Wasserstein distance "
+                                                                "(loss column: SWD; D columns: the untrained D's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.overrides)}
@@ -78,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
               f"seed {args.seed}, overrides {overrides}; data std x,y "
               f"{float(real.std(dim=0)[0]):.2f},{float(real.std(dim=0)[1]):.2f}, mode std {std}")
         print(f"{'step':>6} {'modes':>5} {'HQ':>6} {'bridge':>6} {'med/std':>7} {'std x,y':>11} {'outside':>7} "
-              f"{'d+g loss':>8} {'D real':>7} {'D fake':>7} {'gap':>6} {'s':>5}")
+              f"{'d+g loss':>8} {'D real':>7} {'D fake':>7} {'gap':>6} {'s':>5}"
+              + (" rnd-noise modes/HQ, strength" if args.family == "stylegan" else ""))
         losses: list[float] = []
         started = time.perf_counter()
 
@@ -97,10 +139,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{p.step:>6} {score.modes_covered:>5} {score.high_quality_share:>6.3f} {score.bridge_share:>6.3f} "
                   f"{med:>7.1f} {float(spread[0]):>5.2f},{float(spread[1]):>5.2f} {outside:>7.3f} "
                   f"{sum(losses) / len(losses):>8.3f} {lr:>7.2f} {lf:>7.2f} {lr - lf:>6.2f} "
-                  f"{time.perf_counter() - started:>5.0f}", flush=True)
+                  f"{time.perf_counter() - started:>5.0f}" + random_noise_score(model, args.n, centres, std), flush=True)
             losses.clear()
 
         options = TrainOptions(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+        if args.direct:
+            train_direct(model, train.data, options, on_progress)
+            return
         result = model.train(train, options, on_progress)
         d, g = result.extra.get("d_losses", []), result.extra.get("g_losses", [])
         if d and g:
