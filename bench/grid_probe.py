@@ -14,8 +14,9 @@ the grid's box, the mean D + G loss since the last row (the split per tenth of t
 logit on real data and on fresh fakes (its gap says how well D tells them apart; at chance it is 0). For a ddgan,
 D's logits are those of the last step (t = 1). For a stylegan, the last columns are modes and HQ when every sample
 draws its own noise inputs (as in training; sampling uses the stored maps by default) and the noise strengths'
-total: equal figures and a small strength mean G does not carry its mode choices in the noise. What a generator that does badly does: collapse (few modes, small
-spread), spread (HQ low, bridges high, median distance near a uniform's), or drift (samples off the grid).
+total: equal figures and a small strength mean G does not carry its mode choices in the noise. What a generator
+that does badly does: collapse (few modes, small spread), spread (HQ low, bridges high, median distance near a
+uniform's), or drift (samples off the grid).
 """
 
 from __future__ import annotations
