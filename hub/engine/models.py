@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
+from hub.core import model_key
 from hub.model import GenerativeModel
+
+if TYPE_CHECKING:
+    from hub.engine.engine import Engine
+    from hub.server.services import HubThread
 
 
 def model_bytes(model: GenerativeModel) -> int:
@@ -61,3 +66,30 @@ class ModelCache:
     def _over(self) -> bool:
         return (self.max_models is not None and len(self._models) > self.max_models) or (
             self.max_bytes is not None and self.bytes > self.max_bytes)
+
+
+async def load_through_cache(models: ModelCache, engine: Engine, hub_thread: HubThread, version: Any,
+                             device: str | None = None, loaded: Callable[[int], None] | None = None) -> GenerativeModel:
+    """``version``'s model, loaded on a miss (the artifact store verifies the weights' digest) and put in ``models``.
+
+    Putting it may evict the least recently used models with idle lanes: their lanes close and the hub's cache drops
+    them, so nothing keeps their memory. ``loaded`` hears the new number of loaded models (a metrics gauge). Both
+    backends (``genhub serve`` and a Ray replica) load through here.
+    """
+    key = model_key(version)
+    model = models.get(key)
+    if model is not None:
+        return model
+    hub = hub_thread.hub
+    model = (await hub_thread.run(hub.load, version.ref, device)).model
+    size = await hub_thread.run(model_bytes, model)
+    cached = models.get(key)  # another request may have loaded it while this one waited
+    if cached is not None:
+        return cached
+    lanes = engine.lanes
+    for old in models.put(key, model, size, busy=lambda k: k in lanes and not lanes[k].idle):
+        await engine.drop(old)
+        await hub_thread.run(hub.unload, *old)
+    if loaded is not None:
+        loaded(len(models))
+    return model

@@ -44,7 +44,7 @@ from ray.serve.handle import DeploymentHandle
 
 from hub import errors
 from hub import metrics as series
-from hub.core import Hub, model_key
+from hub.core import Hub
 from hub.ray.constants import INGRESS_MAX_ONGOING, INGRESS_NAME, INGRESS_OPTIONS, deployment_name
 from hub.ray.runner import alive_nodes
 from hub.ray.security import HealthMethods, authenticator_for, secure
@@ -53,7 +53,7 @@ from hub.registry.db import require_shared_backend
 from hub.registry.paths import default_db_url
 from hub.server import convert
 from hub.engine import Engine, EngineOptions, Job, Latest
-from hub.engine.models import ModelCache, model_bytes
+from hub.engine.models import ModelCache, load_through_cache
 from hub.inference import grpc_predict_v2_pb2 as oip
 from hub.server import inference_codec as codec
 from hub.server.inference_codec import Signature, signature
@@ -106,18 +106,7 @@ class ModelServer:
 
     async def _load(self, version: Any) -> Any:
         """The model of ``version``'s weights (the artifact store verifies their digest), through the replica's LRU."""
-        key = model_key(version)
-        model = self.models.get(key)
-        if model is None:
-            model = (await self.hub_thread.run(self.hub.load, version.ref, self.device)).model
-            size = await self.hub_thread.run(model_bytes, model)
-            if key not in self.models:
-                lanes = self.engine.lanes
-                for old in self.models.put(key, model, size, busy=lambda k: k in lanes and not lanes[k].idle):
-                    await self.engine.drop(old)
-                    await self.hub_thread.run(self.hub.unload, *old)
-                self.metrics.loaded(len(self.models))
-        return model
+        return await load_through_cache(self.models, self.engine, self.hub_thread, version, self.device, self.metrics.loaded)
 
     async def _submit(self, parsed: convert.ParsedRequest, version: Any, deadline: float | None,
                       events: Latest[generation_pb2.Progress] | None) -> Job:

@@ -18,7 +18,7 @@ from grpc import aio
 from hub.cards import render_card
 from hub.core import Hub, model_key
 from hub.engine import Engine, EngineOptions, Job, Latest
-from hub.engine.models import ModelCache, model_bytes
+from hub.engine.models import ModelCache, load_through_cache
 from hub import metrics as series
 from hub.errors import InvalidArgument
 from hub.model import StepEvent
@@ -28,13 +28,6 @@ from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_p
 
 T = TypeVar("T")
 COST_TAG = "serve.max_request_cost="
-
-
-class _Idle:
-    idle = True
-
-
-_IDLE = _Idle()  # the lane state of a model with no lane yet
 
 
 class HubThread:
@@ -334,19 +327,8 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     async def model(self, version: Any) -> Any:
         """The loaded model of ``version``'s weights, loading it if no request has yet; loading one may unload the
         least recently used idle ones (``--max-loaded-models``, ``--max-loaded-bytes``)."""
-        key = model_key(version)
-        model = self.models.get(key)
-        if model is None:
-            model = (await self.hub_thread.run(self.hub.load, version.ref)).model  # verifies the digest
-            size = await self.hub_thread.run(model_bytes, model)
-            if key not in self.models:  # another request may have loaded it meanwhile
-                evicted = self.models.put(key, model, size, busy=lambda k: not self.engine.lanes.get(k, _IDLE).idle)
-                for old in evicted:
-                    await self.engine.drop(old)
-                    await self.hub_thread.run(self.hub.unload, *old)
-                if self.metrics is not None:
-                    self.metrics.loaded(len(self.models))
-        return model
+        return await load_through_cache(self.models, self.engine, self.hub_thread, version,
+                                        loaded=self.metrics.loaded if self.metrics is not None else None)
 
     async def close(self) -> None:
         await self.engine.close()

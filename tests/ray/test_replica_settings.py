@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import update
 
-from hub.core import Hub
+from hub.core import Hub, model_key
 from hub.ray.app import HubArgs, ModelServer
 from hub.ray.settings import Overrides, ServeSettings, log_assignments
 from hub.registry.orm import Generation, utcnow
@@ -57,3 +58,27 @@ def test_no_generation_log_and_log_retention_reach_the_replicas(tmp_path: Path) 
         finally:
             pruning.hub.close()  # flushes the log
         assert sorted(g.id for g in hub.registry.generations()) == sorted([kept, logged])
+
+
+def test_a_replica_keeps_max_versions_per_replica_loaded_and_frees_the_evicted(tmp_path: Path) -> None:
+    # Two bundled checkpoints stand in for two versions: the replica's LRU is keyed by weights, not by name.
+    first_model, second_model = MODEL, "gan-digits"
+    with Hub.open(home=tmp_path) as hub:
+        first, second = hub.resolve(first_model), hub.resolve(second_model)
+        settings = ServeSettings(max_versions_per_replica=1)
+        replica = ModelServer(MODEL, HubArgs(home=str(tmp_path)), settings.to_dict())
+
+        async def both() -> tuple[Any, Any]:
+            for name, version in ((first_model, first), (second_model, second)):
+                parsed = convert.parse_generate(generation_pb2.GenerateRequest(model=name, seed=1))
+                response = await replica.generate(parsed, version)
+                assert isinstance(response, generation_pb2.GenerateResponse), response
+            return model_key(first), model_key(second)
+
+        try:
+            old, new = asyncio.run(both())
+            assert (old in replica.models, new in replica.models) == (False, True)  # loading the second evicted the first
+            assert old not in replica.engine.lanes  # its lane closed
+            assert not any(key[:3] == old for key in replica.hub._loaded)  # and the hub's cache let go of its weights
+        finally:
+            replica.hub.close()

@@ -23,7 +23,7 @@ from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig,
                        StepCallback, TrainOptions, TrainProgress, TrainResult)
 from hub.training import (LossLog, ModuleWeights, check_dataset, check_options, ema_decay_at, ema_update, index_batches,
                           optimizer_step)
-from hub.sampling import PREDICTION_TYPES
+from hub.sampling import PREDICTION_TYPES, TIMESTEP_SPACINGS
 from hub.stepping import DiffusionTrajectory, SteppedModel
 
 from genhub_ddpm.mlp import MLPDenoiser
@@ -55,6 +55,9 @@ class DDPMConfig(ModelConfig):
     beta_end: float = 0.02  # "linear" only
     prediction_type: str = "epsilon"  # "epsilon", "v_prediction" or "sample"
     clip_sample: float | None = 1.0  # clamp x0 estimates while sampling; None for unbounded data (points)
+    # which timesteps a k-step sampler visits (diffusers' names): "leading" (genhub's default, as diffusers' DDIM)
+    # starts at T - T/k; "trailing" starts at T - 1, which few-step sampling needs (bench/few_step_sampling.py)
+    timestep_spacing: str = "leading"
     num_classes: int = 0  # > 0: class-conditional, index num_classes is the "null" (unconditional) class
     class_dropout: float = 0.1  # fraction of training labels replaced by the null class (enables guidance)
     ema_decay: float = 0.999  # sampling uses the EMA of the weights
@@ -94,6 +97,8 @@ class DDPMConfig(ModelConfig):
             raise InvalidArgument("beta_schedule", f"{self.beta_schedule!r} is not one of {list(BETA_SCHEDULES)}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise InvalidArgument("prediction_type", f"{self.prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise InvalidArgument("timestep_spacing", f"{self.timestep_spacing!r} is not one of {list(TIMESTEP_SPACINGS)}")
         if self.num_timesteps < 1:
             raise InvalidArgument("num_timesteps", f"must be >= 1, got {self.num_timesteps}")
         if self.num_classes < 0:
@@ -129,9 +134,8 @@ class DDPMModel(ModuleWeights, SteppedModel, GenerativeModel):
     def __init__(self, config: DDPMConfig, context: BuildContext) -> None:
         self.config = config
         self.context = context
-        self.process = make_process(
-            config.beta_schedule, config.num_timesteps, config.prediction_type, config.clip_sample, config.beta_start, config.beta_end
-        )
+        self.process = make_process(config.beta_schedule, config.num_timesteps, config.prediction_type, config.clip_sample,
+                                    config.beta_start, config.beta_end, config.timestep_spacing)
         with torch.random.fork_rng(devices=[]):  # deterministic init without disturbing the caller's RNG
             torch.manual_seed(INIT_SEED)
             self.net = build_network(config)

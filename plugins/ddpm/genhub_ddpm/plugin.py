@@ -11,7 +11,7 @@ from hub.model import ModelFamily
 from hub.sampling import Sampler
 
 from genhub_ddpm.family import DDPMFamily
-from genhub_ddpm.samplers import DDIMSampler, DDPMSampler
+from genhub_ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
 
 
 @hookimpl
@@ -23,6 +23,7 @@ def register_models(register: Callable[[ModelFamily], None]) -> None:
 def register_samplers(register: Callable[[Sampler], None]) -> None:
     register(DDPMSampler())
     register(DDIMSampler())
+    register(DPMSolverSampler())
 
 
 # every checkpoint folder under pretrained/ (model.safetensors, card.json, card.md), synced into the registry on start

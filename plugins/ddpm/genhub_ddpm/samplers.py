@@ -1,4 +1,4 @@
-"""DDPM (ancestral) and DDIM samplers, usable by any diffusion family.
+"""DDPM (ancestral), DDIM and DPM-Solver++ (2M) samplers, usable by any diffusion family.
 
 The single-step math is exposed as pure functions (``ddpm_step``, ``ddim_step``)
 so tests can compare one step against diffusers' ``DDPMScheduler.step`` /
@@ -14,6 +14,7 @@ sample does not depend on what it was batched with.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +24,8 @@ from hub.errors import InvalidArgument
 from hub.model import NoiseSource, StepCallback, StepEvent, report_step
 from hub.sampling import DiffusionProcess, ModelFn, Sampler, SamplerState
 
-__all__ = ["DDIMSampler", "DDPMSampler", "StepOutput", "ddim_step", "ddpm_step", "leading_timesteps", "sampling_timesteps"]
+__all__ = ["DDIMSampler", "DDPMSampler", "DPMSolverSampler", "StepOutput", "ddim_step", "ddpm_step", "dpm_solver_step",
+           "leading_timesteps", "sampling_timesteps"]
 
 
 class StepOutput(NamedTuple):
@@ -116,6 +118,41 @@ def ddim_step(
     return StepOutput(prev, x0)
 
 
+def _log_snr_half(process: DiffusionProcess, t: int) -> float:
+    """lambda_t = log(alpha_t / sigma_t), half the log signal-to-noise ratio (DPM-Solver's time variable)."""
+    a = _abar(process, t)
+    return 0.5 * (math.log(a) - math.log1p(-a))
+
+
+def dpm_solver_step(
+    process: DiffusionProcess,
+    model_output: torch.Tensor,
+    t: int,
+    prev_t: int,
+    x_t: torch.Tensor,
+    previous: tuple[torch.Tensor, int] | None = None,
+) -> StepOutput:
+    """One DPM-Solver++ step x_t -> x_{prev_t} (Lu et al. 2022, the data-prediction multistep solver of order 2).
+
+    ``previous`` is (x0 estimate, timestep) of the step before, which makes the step second order; None (the first
+    step) is first order, which is DDIM's step. The last step (prev_t < 0, to clean data) is first order as well: it
+    returns the x0 estimate, which few-step sampling needs for stability (diffusers' ``lower_order_final``).
+    """
+    x0, _ = process.split(model_output, x_t, t)
+    if prev_t < 0:
+        return StepOutput(x0, x0)
+    a_t, a_prev = _abar(process, t), _abar(process, prev_t)
+    h = _log_snr_half(process, prev_t) - _log_snr_half(process, t)
+    target = x0
+    if previous is not None:
+        x0_before, t_before = previous
+        r = (_log_snr_half(process, t) - _log_snr_half(process, t_before)) / h
+        target = x0 + (x0 - x0_before) / (2.0 * r)  # the x0 estimate extrapolated to the step's midpoint
+    sigma_ratio = ((1.0 - a_prev) / (1.0 - a_t)) ** 0.5
+    prev = sigma_ratio * x_t - a_prev**0.5 * math.expm1(-h) * target
+    return StepOutput(prev, x0)
+
+
 class _StridedState(SamplerState):
     """Where a strided loop stands: x_t, the next timestep, and the step function of its sampler."""
 
@@ -124,6 +161,7 @@ class _StridedState(SamplerState):
         self.sampler, self.process, self.noise, self.eta = sampler, process, noise, eta
         self.x, self.total, self.done = x_T, steps, 0
         self.timesteps = sampling_timesteps(process, steps)
+        self.previous: tuple[torch.Tensor, int] | None = None  # the last step's (x0 estimate, timestep): multistep solvers
 
     def timestep(self) -> int:
         return self.timesteps[self.done]
@@ -133,7 +171,8 @@ class _StridedState(SamplerState):
             raise ValueError(f"model_fn returned shape {tuple(model_output.shape)} for input {tuple(self.x.shape)}; they must match")
         t = self.timestep()
         prev_t = self.sampler._prev(self.timesteps, self.done, self.process)
-        self.x, x0 = self.sampler._step(self.process, model_output, t, prev_t, self.x, self.eta, self.noise)
+        self.x, x0 = self.sampler._step(self.process, model_output, t, prev_t, self.x, self.eta, self.noise, self.previous)
+        self.previous = (x0, t)
         self.done += 1
         return x0
 
@@ -142,7 +181,8 @@ class _StridedSampler(Sampler):
     """The loop both samplers share: strided timesteps, one network pass per step, progress after each."""
 
     def _step(
-        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource,
+        previous: tuple[torch.Tensor, int] | None,
     ) -> StepOutput:
         raise NotImplementedError
 
@@ -187,22 +227,27 @@ class _StridedSampler(Sampler):
         return state.x
 
 
-class DDPMSampler(_StridedSampler):
+class _NextTimestepSampler(_StridedSampler):
+    """A sampler without eta whose every step lands on the next timestep of the list (the last on clean data)."""
+
+    def _check_eta(self, eta: float) -> None:
+        if eta != 0.0:
+            raise InvalidArgument("eta", f"the {self.name!r} sampler has no eta (got {eta}); leave it at 0 or use sampler 'ddim'")
+
+    def _prev(self, timesteps: list[int], i: int, process: DiffusionProcess) -> int:
+        return timesteps[i + 1] if i + 1 < len(timesteps) else -1  # DDPMScheduler.previous_timestep
+
+
+class DDPMSampler(_NextTimestepSampler):
     """Ancestral sampling (Ho et al. 2020), "fixed_small" variance; fewer steps than T stride the chain."""
 
     name = "ddpm"
     description = "DDPM ancestral sampling, fixed-small variance; best with steps = T (usually 1000)"
     default_steps = 1000
 
-    def _check_eta(self, eta: float) -> None:
-        if eta != 0.0:
-            raise InvalidArgument("eta", f"the 'ddpm' sampler has no eta (got {eta}); leave it at 0 or use sampler 'ddim'")
-
-    def _prev(self, timesteps: list[int], i: int, process: DiffusionProcess) -> int:
-        return timesteps[i + 1] if i + 1 < len(timesteps) else -1  # DDPMScheduler.previous_timestep
-
     def _step(
-        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource,
+        previous: tuple[torch.Tensor, int] | None,
     ) -> StepOutput:
         z = noise.randn_like(x) if prev_t >= 0 else None
         return ddpm_step(process, out, t, prev_t, x, z)
@@ -223,8 +268,27 @@ class DDIMSampler(_StridedSampler):
         return timesteps[i] - process.num_timesteps // len(timesteps)  # DDIMScheduler.step
 
     def _step(
-        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource,
+        previous: tuple[torch.Tensor, int] | None,
     ) -> StepOutput:
         # Draw only when the step adds noise: sigma is 0 for eta 0 and on the last step.
         z = noise.randn_like(x) if eta > 0 and prev_t >= 0 else None
         return ddim_step(process, out, t, prev_t, x, eta, z)
+
+
+class DPMSolverSampler(_NextTimestepSampler):
+    """DPM-Solver++ (2M): deterministic, second order from the second step; good samples in 5-20 steps.
+
+    It walks the process's timestep spacing as the other samplers do; few steps need "trailing" spacing, which
+    starts at t = T - 1 (with "leading", 4 steps start at t = 750, where x_T is not yet pure noise).
+    """
+
+    name = "dpmpp-2m"
+    description = "DPM-Solver++ (2M), deterministic multistep ODE solver; good samples in 5-20 steps"
+    default_steps = 20
+
+    def _step(
+        self, process: DiffusionProcess, out: torch.Tensor, t: int, prev_t: int, x: torch.Tensor, eta: float, noise: NoiseSource,
+        previous: tuple[torch.Tensor, int] | None,
+    ) -> StepOutput:
+        return dpm_solver_step(process, out, t, prev_t, x, previous)

@@ -62,7 +62,9 @@ def make_process(
     clip_sample: float | None = 1.0,
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
+    timestep_spacing: str = "leading",
 ) -> DiffusionProcess:
     """The ``DiffusionProcess`` a sampler needs, built from a named schedule."""
     betas = make_betas(schedule, num_timesteps, beta_start, beta_end)
-    return DiffusionProcess(alphas_cumprod(betas), prediction_type=prediction_type, clip_sample=clip_sample)
+    return DiffusionProcess(alphas_cumprod(betas), prediction_type=prediction_type, clip_sample=clip_sample,
+                            timestep_spacing=timestep_spacing)

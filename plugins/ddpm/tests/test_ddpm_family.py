@@ -220,6 +220,7 @@ def test_default_config_fits_the_dataset(image_dataset: Dataset, point_dataset: 
         (dict(sample_shape=(1, 6, 6), channel_mults=(1, 2, 2)), "channel_mults"),
         (dict(beta_schedule="quadratic"), "beta_schedule"),
         (dict(prediction_type="x"), "prediction_type"),
+        (dict(timestep_spacing="uniform"), "timestep_spacing"),
         (dict(default_steps=500), "default_steps"),
         (dict(sample_shape=(2,)), "sample_shape"),
     ],
@@ -228,6 +229,19 @@ def test_bad_configs_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         tiny_unet_config(**overrides)
     assert info.value.field == field
+
+
+def test_timestep_spacing_reaches_the_samplers(context: BuildContext) -> None:
+    leading = build(tiny_unet_config(), context)  # configs saved before the option keep diffusers' DDIM default
+    trailing = build(tiny_unet_config(timestep_spacing="trailing"), context)
+    assert (leading.process.timestep_spacing, trailing.process.timestep_spacing) == ("leading", "trailing")
+    passes: dict[str, list[int]] = {}
+    for name, model in (("leading", leading), ("trailing", trailing)):
+        seen = passes.setdefault(name, [])
+        net = model.ema.forward
+        model.ema.forward = lambda x, t, *rest, net=net, seen=seen: seen.append(int(t[0])) or net(x, t, *rest)
+        model.sample(SampleRequest.from_seed(0, 1, sampler="ddim", steps=4))
+    assert passes == {"leading": [75, 50, 25, 0], "trailing": [99, 74, 49, 24]}
 
 
 def test_training_rejects_a_dataset_of_another_shape(context: BuildContext, point_dataset: Dataset) -> None:

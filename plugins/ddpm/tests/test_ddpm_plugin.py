@@ -36,7 +36,7 @@ def test_registers_family_and_samplers() -> None:
     pm.hook.register_models(register=families.append)
     pm.hook.register_samplers(register=samplers.append)
     assert [f.name for f in families] == ["ddpm"]
-    assert sorted(s.name for s in samplers) == ["ddim", "ddpm"]
+    assert sorted(s.name for s in samplers) == ["ddim", "ddpm", "dpmpp-2m"]
 
 
 def test_pretrained_folders_with_a_card_are_registered(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ from hub.errors import Cancelled, InvalidArgument
 from hub.model import NoiseSource, StepEvent
 from hub.sampling import DiffusionProcess
 
-from genhub_ddpm.samplers import DDIMSampler, DDPMSampler, ddim_step, ddpm_step, leading_timesteps, sampling_timesteps
+from genhub_ddpm.samplers import (
+    DDIMSampler, DDPMSampler, DPMSolverSampler, ddim_step, ddpm_step, dpm_solver_step, leading_timesteps, sampling_timesteps,
+)
 from genhub_ddpm.schedule import make_process
 
 import diffusers  # a test dependency (genhub[test]); never skipped
@@ -206,3 +208,36 @@ def test_sampler_argument_errors_name_the_field() -> None:
         DDIMSampler().sample(_toy_model_fn, _small_process(), x, steps=5, noise=noise, eta=1.5)
     with pytest.raises(InvalidArgument, match=r"eta: .*use sampler 'ddim'"):
         DDPMSampler().sample(_toy_model_fn, _small_process(), x, steps=5, noise=noise, eta=0.3)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("steps", [1, 2, 4, 7])
+def test_dpm_solver_loop_matches_diffusers_dpmpp_2m(prediction_type: str, steps: int) -> None:
+    """The whole DPM-Solver++ (2M) loop against diffusers' multistep scheduler, final step to clean data."""
+    ref = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=100, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
+        prediction_type=prediction_type, final_sigmas_type="zero",
+    )
+    ref.set_timesteps(steps)
+    process = DiffusionProcess(make_process("linear", 100).alphas_cumprod, prediction_type, clip_sample=None,
+                               timestep_spacing="trailing")
+    noise = NoiseSource([7, 8])
+    x_T = noise.randn(3, 4, 4)
+    events: list[StepEvent] = []
+    ours = DPMSolverSampler().sample(_toy_model_fn, process, x_T, steps=steps, noise=noise, callback=events.append)
+    x = x_T
+    for t in ref.timesteps:
+        x = ref.step(_toy_model_fn(x, t.repeat(2)), int(t), x).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)  # diffusers' sigmas are float32, ours float64
+    assert [e.step for e in events] == list(range(1, steps + 1))
+
+
+def test_dpm_solver_is_ddim_for_one_step_and_second_order_after() -> None:
+    process = make_process("linear", T, clip_sample=None)  # unclipped x0: DDIM's step then is the same ODE step
+    model_output, x_t, _ = _inputs(seed=3)
+    first = dpm_solver_step(process, model_output, 749, 499, x_t)
+    torch.testing.assert_close(first.prev_sample, ddim_step(process, model_output, 749, 499, x_t).prev_sample)
+    second = dpm_solver_step(process, model_output, 749, 499, x_t, previous=(torch.zeros_like(x_t), 999))
+    assert not torch.allclose(second.prev_sample, first.prev_sample)  # the previous x0 estimate enters the step
+    with pytest.raises(InvalidArgument, match="eta"):
+        DPMSolverSampler().start(process, x_t, steps=4, noise=NoiseSource([0, 1]), eta=0.5)

@@ -1,12 +1,15 @@
 """The "gan" family: a plain GAN baseline, the reference for mode collapse.
 
-No mapping network, no R1, no EMA, no augmentation: z goes straight through an MLP (points) or a DCGAN-like
-convolutional generator (images), trained with the non-saturating loss and Adam(0.5, 0.999).
+No mapping network, no R1, no augmentation: z goes straight through an MLP (points) or a DCGAN-like
+convolutional generator (images), trained with the non-saturating loss and Adam(0.5, 0.999). No EMA by default
+(``ema_decay`` 0, as gan-grid25 ships: the collapsing control samples its live generator); with ``ema_decay`` > 0 an
+EMA of the generator samples, as in the other GAN families.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import copy
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -15,7 +18,7 @@ from torch import nn
 from hub.errors import InvalidArgument
 from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleRequest,
                        StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult, report_step)
-from hub.training import ModuleWeights, check_dataset
+from hub.training import ModuleWeights, check_dataset, ema_decay_at, ema_update
 
 from genhub_stylegan.baseline import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 from genhub_stylegan.training import AdversarialSetup, train_adversarial
@@ -38,6 +41,7 @@ class GANConfig(ModelConfig):
     adam_beta1: float = 0.5  # DCGAN's choice
     adam_beta2: float = 0.999
     d_lr_ratio: float = 1.0  # discriminator lr = ratio x TrainOptions.learning_rate
+    ema_decay: float = 0.0  # > 0: sample from an EMA of G (its cap; warm-up: hub.training.ema_decay_at); 0: live G
 
     def __post_init__(self) -> None:
         self.sample_shape = tuple(self.sample_shape)
@@ -48,7 +52,7 @@ class GANConfig(ModelConfig):
         elif len(self.sample_shape) != 1 or self.sample_shape[0] < 1:
             raise InvalidArgument("sample_shape", f"need [D] points or [C, R, R] images, got {list(self.sample_shape)}")
         self.check_at_least_one("z_dim", "width", "num_layers", "channels")
-        self.check_fractions("adam_beta1", "adam_beta2")
+        self.check_fractions("adam_beta1", "adam_beta2", "ema_decay")
         if self.d_lr_ratio <= 0:
             raise InvalidArgument("d_lr_ratio", f"must be > 0, got {self.d_lr_ratio}")
 
@@ -63,7 +67,7 @@ def build_plain_networks(config: GANConfig) -> tuple[nn.Module, nn.Module]:
 
 
 class GANModel(ModuleWeights, GenerativeModel):
-    """Generator (sampled from directly: no EMA) and discriminator."""
+    """Generator, discriminator and, with ``ema_decay`` > 0, the generator's EMA, which then samples (else G does)."""
 
     def __init__(self, config: GANConfig, context: BuildContext) -> None:
         self.config = config
@@ -73,24 +77,27 @@ class GANModel(ModuleWeights, GenerativeModel):
             self.G, self.D = build_plain_networks(config)
         self.G.eval()
         self.D.eval()
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if config.ema_decay > 0 else None
         self.train_steps = 0
         self.device = torch.device("cpu")
 
     def _fakes(self, batch: int) -> torch.Tensor:
         return self.G(torch.randn(batch, self.config.z_dim, device=self.device))
 
-    def _count(self) -> None:
+    def _after_step(self) -> None:
         self.train_steps += 1
+        if self.G_ema is not None:
+            ema_update(self.G_ema, self.G, ema_decay_at(self.train_steps, self.config.ema_decay))
 
     def train(
         self, dataset: Dataset, options: TrainOptions, progress: Callable[[TrainProgress], None] | None = None
     ) -> TrainResult:
-        """Non-saturating loss, nothing else; seeded by ``options.seed``."""
+        """Non-saturating loss, nothing else (and the EMA when on); seeded by ``options.seed``."""
         check_dataset(dataset, self.config.sample_shape, "gan", min_items=2)
         self.to(options.device)
         setup = AdversarialSetup(generator=self.G, discriminator=self.D, generate=self._fakes,
                                  betas=(self.config.adam_beta1, self.config.adam_beta2),
-                                 d_lr_ratio=self.config.d_lr_ratio, after_step=self._count)
+                                 d_lr_ratio=self.config.d_lr_ratio, after_step=self._after_step)
         result = train_adversarial(setup, dataset.data.to(torch.float32), options, self.device, progress)
         result.extra["train_steps"] = self.train_steps
         return result
@@ -103,13 +110,15 @@ class GANModel(ModuleWeights, GenerativeModel):
     def sample(self, request: SampleRequest, callback: StepCallback | None = None) -> torch.Tensor:
         """[N, C, R, R] in [-1, 1] or [N, D] points in one pass; sample i depends on seeds[i] only."""
         self.capabilities.check(request)
+        net = self.G if self.G_ema is None else self.G_ema
         with torch.no_grad():
-            out = self.G(NoiseSource(request.seeds, self.device).randn(self.config.z_dim))
+            out = net(NoiseSource(request.seeds, self.device).randn(self.config.z_dim))
         report_step(callback, StepEvent(1, 1, out if request.preview_every else None))
         return out
 
     def _modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
+        """``G.*``, ``D.*`` and, with the EMA on, ``G_ema.*`` (sampled from); checkpoints without it load as before."""
+        return {"G": self.G, "D": self.D, **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
 
     def describe(self) -> dict[str, Any]:
         """The capabilities, with the network sizes."""
@@ -119,7 +128,7 @@ class GANModel(ModuleWeights, GenerativeModel):
 
 
 class GANFamily(ModelFamily, name="gan", config_class=GANConfig, model_class=GANModel):
-    """Plain GAN baseline (no mapping network, no R1, no EMA): MLP for points, DCGAN-like for images
+    """Plain GAN baseline (no mapping network, no R1, no EMA by default): MLP for points, DCGAN-like for images
 
     Plain GAN (Goodfellow et al. 2014): MLP for 2D points, DCGAN-like for images; the mode-collapse baseline.
     """

@@ -10,10 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import genhub_stylegan
 from genhub_stylegan import GANConfig, GANFamily, StyleGANConfig, StyleGANFamily
 from hub.builtin.datasets import load_digits, load_grid25
 from hub.errors import Cancelled, InvalidArgument
-from hub.model import BuildContext, GenerativeModel, SampleRequest, StepEvent, TrainOptions, per_sample_seeds
+from hub.model import (BuildContext, GenerativeModel, NoiseSource, SampleRequest, StepEvent, TrainOptions,
+                       per_sample_seeds)
 from hub.sampling import SamplerRegistry
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 TINY_IMAGES = dict(sample_shape=(1, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, channel_base=32, channel_max=8,
                    r1_interval=2, mixing_prob=0.5, augment="translation,color")
 TINY_POINTS = dict(sample_shape=(2,), z_dim=4, w_dim=8, mapping_layers=2, width=16, num_layers=2, mixing_prob=0.5)
+TINY_GAN_IMAGES = dict(sample_shape=(1, 8, 8), z_dim=8, channels=16)
 SEEDS = per_sample_seeds(7, 3)
 
 
@@ -135,7 +138,7 @@ def test_diffusion_only_request_fields_are_rejected_with_the_fix() -> None:
 
 @pytest.mark.parametrize("family,overrides", [("stylegan", TINY_IMAGES), ("stylegan", TINY_POINTS),
                                               ("gan", dict(sample_shape=(2,), width=16, num_layers=2)),
-                                              ("gan", dict(sample_shape=(1, 8, 8), z_dim=8, channels=16))])
+                                              ("gan", TINY_GAN_IMAGES), ("gan", {**TINY_GAN_IMAGES, "ema_decay": 0.9})])
 def test_weights_round_trip_through_safetensors(tmp_path: Path, family: str, overrides: dict) -> None:
     fam = StyleGANFamily() if family == "stylegan" else GANFamily()
     model = fam.build(fam.config_class(**overrides), context())
@@ -159,6 +162,31 @@ def test_plain_gan_trains_samples_per_seed_and_has_no_truncation() -> None:
     torch.testing.assert_close(model.sample(SampleRequest(seeds=SEEDS[2:]))[0], together[2], rtol=0, atol=1e-6)
     with pytest.raises(InvalidArgument, match="has no truncation"):
         model.sample(SampleRequest(seeds=SEEDS, truncation=0.5))
+
+
+def test_plain_gan_samples_its_live_generator_unless_the_ema_is_on() -> None:
+    # Off (the default, and every config saved before the option): no G_ema, the shipped gan-grid25 loads, G samples.
+    shipped = Path(genhub_stylegan.__file__).parent / "pretrained" / "gan-grid25"
+    config = GANConfig.from_json(json.dumps(json.loads((shipped / "card.json").read_text())["config"]))
+    old = GANFamily().build(config, context())
+    old.load_state_dict(load_file(str(shipped / "model.safetensors")))
+    assert config.ema_decay == 0.0 and not any(k.startswith("G_ema.") for k in old.state_dict())
+    z = NoiseSource(SEEDS, torch.device("cpu")).randn(config.z_dim)
+    assert torch.equal(old.sample(SampleRequest(seeds=SEEDS)), old.G(z))
+    # On: the EMA moves with training but lags the live G, samples, and is saved beside G and D.
+    live, averaged = (trained(GANFamily().build(GANConfig(**TINY_GAN_IMAGES, ema_decay=d), context()), steps=3)
+                      for d in (0.0, 0.9))
+    assert all(torch.equal(v, averaged.state_dict()[k]) for k, v in live.state_dict().items())  # same training
+    z = NoiseSource(SEEDS, torch.device("cpu")).randn(8)
+    with torch.no_grad():
+        assert torch.equal(averaged.sample(SampleRequest(seeds=SEEDS)), averaged.G_ema(z))
+        assert not torch.allclose(averaged.G_ema(z), averaged.G(z))
+    weights = averaged.state_dict()
+    assert not torch.equal(weights["G_ema.fc.weight"], weights["G.fc.weight"])
+    initial = GANFamily().build(GANConfig(**TINY_GAN_IMAGES, ema_decay=0.9), context()).state_dict()
+    assert not torch.equal(weights["G_ema.fc.weight"], initial["G_ema.fc.weight"])
+    with pytest.raises(InvalidArgument, match="ema_decay"):
+        GANConfig(ema_decay=1.0)
 
 
 def test_configs_reject_bad_shapes_with_the_fix() -> None:

@@ -2,7 +2,7 @@
 
 "Recognisable" is judged by the digits classifier that ships with genhub's evaluation (hub/eval/weights/digits.*,
 held-out accuracy 0.983): on 200 samples its mean top-class probability is at least 0.8 (the shipped DDPM scores
-0.94, stylegan-digits 0.93 and gan-digits 0.92 as shipped) and every digit appears.
+0.94, stylegan-digits 0.93 and gan-digits 0.93 as shipped) and every digit appears.
 """
 
 from __future__ import annotations
@@ -39,14 +39,20 @@ def test_shipped_model_draws_recognisable_digits(home: Path, name: str) -> None:
     assert min(per_class) >= 1  # every digit: no collapse to a few
 
 
-def test_shipped_stylegan_digits_holds_its_frechet_distance(home: Path) -> None:
+@pytest.mark.parametrize("name,limit", [
     # Issue #16: within 2x the FD of DDPM DDIM-50 (27.2), i.e. <= 54.4. As shipped 44.8 over 3 x 297 samples
     # (seeds 0-2: 49.9, 39.7, 44.9); the 2,500-step checkpoint before it, 76.9 on seed 0 (68.9 over three).
+    ("stylegan-digits", 56.0),
+    # Issue #16: within 2x the floor (30.3), i.e. <= 60.6. As shipped (EMA of G, 6,000 steps) 55.4 over 3 x 297
+    # (seeds 0-2: 48.7, 74.8, 42.6); the live-G 2,000-step checkpoint before it, 77.1 on seed 0 (79.6 over three).
+    ("gan-digits", 55.0),
+])
+def test_shipped_digits_gans_hold_their_frechet_distance(home: Path, name: str, limit: float) -> None:
     torch.set_num_threads(1)
     with Hub.open(home=home) as hub:
-        samples = draw_samples(hub.load("stylegan-digits").model, 297, seed=0, sampler=None, steps=None)
+        samples = draw_samples(hub.load(name).model, 297, seed=0, sampler=None, steps=None)
         fd = image_set_scores(samples, hub.dataset("digits16", "test"), load_classifier("digits16"), 0, None)["fd"]
-    assert fd < 56.0
+    assert fd < limit
 
 
 def test_cli_generate_writes_a_grid(home: Path, tmp_path: Path) -> None:
