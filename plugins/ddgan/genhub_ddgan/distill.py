@@ -9,6 +9,10 @@ regression targets (Luhman & Luhman 2021).
 
 The teacher must draw x_T as the first draw of each sample's ``NoiseSource`` (genhub-ddpm does), so that
 ``NoiseSource(seeds).randn(*shape)`` here is exactly the noise the teacher started from.
+
+A class-conditional teacher (``teacher_classes``) is asked for a class that is a function of x_T, every class equally
+likely, and the student is told that class: the student stays a sampler of the whole distribution, and its targets
+come from the teacher's conditional model instead of its weaker null class.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from hub.stepping import SteppedModel, run_pass
 
 from genhub_ddgan.networks import build_networks
 from genhub_ddgan.process import FewStepProcess
-from genhub_ddgan.stepping import FewStepTrajectory
+from genhub_ddgan.stepping import FewStepTrajectory, concat_z
 
 if TYPE_CHECKING:
     from hub.datasets import Dataset
@@ -68,6 +72,11 @@ class DistillConfig(ModelConfig):
     # weight of the per-step loss: each student step, fed the teacher's DDIM state at its noise level, must land on
     # the teacher's state at the next level (progressive distillation's target, from the teacher in one round)
     trajectory_weight: float = 0.0
+    # > 0: the teacher is class-conditional with this many classes. Each x_T gets a class c(x_T) (``noise_classes``:
+    # every class equally likely), the pairs ask the teacher for that class, and the student sees c as a one-hot z.
+    # A teacher's null class learns from only its class-dropout share of the data; its samples are worse and uneven.
+    teacher_classes: int = 0
+    class_seed: int = 0  # fixes which pixels of x_T vote for which class
     adversarial_weight: float = 0.1  # weight of the non-saturating generator loss
     r1_gamma: float = 0.05
     r1_interval: int = 4
@@ -92,8 +101,11 @@ class DistillConfig(ModelConfig):
         if not 1 <= self.num_steps <= MAX_STUDENT_STEPS:
             raise InvalidArgument("num_steps", f"a distilled student takes 1 to {MAX_STUDENT_STEPS} steps, got {self.num_steps}")
         self.check_at_least_one("teacher_steps", "num_pairs", "emb_dim", "base_channels", "width", "num_layers", "r1_interval")
-        if self.pair_seed < 0:
-            raise InvalidArgument("pair_seed", f"must be >= 0, got {self.pair_seed}")
+        if self.pair_seed < 0 or self.class_seed < 0:
+            raise InvalidArgument("pair_seed", f"pair_seed and class_seed must be >= 0, got {self.pair_seed}, {self.class_seed}")
+        if not 0 <= self.teacher_classes <= math.prod(self.sample_shape) or self.teacher_classes == 1:
+            raise InvalidArgument("teacher_classes", f"need 0 (unconditional teacher) or 2..{math.prod(self.sample_shape)} "
+                                  f"(one per x_T value at most), got {self.teacher_classes}")
         if min(self.regression_weight, self.adversarial_weight, self.trajectory_weight, self.r1_gamma) < 0 or not self.data_scale > 0:
             raise InvalidArgument("regression_weight", "loss weights and r1_gamma must be >= 0 and data_scale > 0")
         self.check_fractions("ema_decay", "adam_beta1", "adam_beta2")
@@ -111,7 +123,7 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
             self.G, self.D = build_networks(
-                config.sample_shape, z_dim=0, base_channels=config.base_channels, channel_mults=config.channel_mults,
+                config.sample_shape, z_dim=config.teacher_classes, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 width=config.width, num_layers=config.num_layers, emb_dim=config.emb_dim, conditional_d=False,
                 fourier_octaves=config.fourier_octaves,
             )
@@ -121,14 +133,29 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
 
     # ---- the student's chain --------------------------------------------------------------------
 
+    def noise_classes(self, x_T: torch.Tensor) -> torch.Tensor:
+        """The class [N] of each x_T [N, ...] (``teacher_classes`` > 0): the class whose disjoint set of pixels (a fixed
+        random partition, equal sizes) sums highest. The sums of Gaussian noise over equal disjoint sets are i.i.d., so
+        every class is equally likely, and the class is a function of the seed alone."""
+        k, dim = self.config.teacher_classes, math.prod(self.config.sample_shape)
+        order = torch.randperm(dim, generator=torch.Generator().manual_seed(self.config.class_seed))
+        groups = order[: dim // k * k].view(k, dim // k).to(x_T.device)  # [K, D // K] pixel indices
+        return x_T.flatten(1)[:, groups].sum(dim=2).argmax(dim=1)
+
+    def student_z(self, x_T: torch.Tensor) -> torch.Tensor | None:
+        """The student's z for x_T [N, ...]: one-hot c(x_T) [N, K], or None for a student of an unconditional teacher."""
+        k = self.config.teacher_classes
+        return F.one_hot(self.noise_classes(x_T), k).to(x_T.dtype) if k else None
+
     def run_student(self, net: nn.Module, x_T: torch.Tensor, callback: StepCallback | None = None,
                     preview_every: int = 0) -> torch.Tensor:
         """x_T [N, ...] -> x_0 (the model's working scale) in num_steps steps; differentiable when grad is on."""
         x, x0 = x_T, x_T
+        z = self.student_z(x_T)
         steps = self.config.num_steps
         for i, step in enumerate(range(steps, 0, -1)):
             t = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
-            x0 = net(x, t, None)
+            x0 = net(x, t, z)
             if step > 1:
                 x = self.process.ddim_step(x0, x, t)
             preview = self._output(x0) if preview_every and (i + 1) % preview_every == 0 else None
@@ -150,7 +177,9 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
         noises, targets, states = [], [], []
         for start in range(0, len(seeds), PAIR_CHUNK):
             chunk = seeds[start : start + PAIR_CHUNK]
-            request = SampleRequest(seeds=chunk, sampler=cfg.teacher_sampler, steps=cfg.teacher_steps)
+            x_T = NoiseSource(chunk).randn(*cfg.sample_shape)  # the teacher's x_T (its first draw)
+            labels = self.noise_classes(x_T).tolist() if cfg.teacher_classes else None
+            request = SampleRequest(seeds=chunk, sampler=cfg.teacher_sampler, steps=cfg.teacher_steps, class_labels=labels)
             if cfg.trajectory_weight > 0:
                 path = self._teacher_states(teacher, request)  # [n, T + 1, ...]
                 states.append(path)
@@ -160,7 +189,7 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
             if tuple(y.shape) != (len(chunk), *cfg.sample_shape):
                 raise InvalidArgument("teacher", f"{cfg.teacher!r} samples have shape {list(y.shape[1:])}, the student "
                                       f"{list(cfg.sample_shape)}; distil a teacher trained on the same dataset")
-            noises.append(NoiseSource(chunk).randn(*cfg.sample_shape))  # the teacher's x_T (its first draw)
+            noises.append(x_T)
             targets.append(y)
         return torch.cat(noises), torch.cat(targets), torch.cat(states) if states else None
 
@@ -238,7 +267,8 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
                 loss = cfg.regression_weight * regression
                 per_step = torch.zeros(())
                 if step_targets is not None:
-                    per_step = self._trajectory_loss(G, *(part[idx].to(self.device) for part in step_targets))
+                    per_step = self._trajectory_loss(G, *(part[idx].to(self.device) for part in step_targets),
+                                                     self.student_z(x_T[idx].to(self.device)))
                     loss = loss + cfg.trajectory_weight * per_step
                 g_value = 0.0
                 if cfg.adversarial_weight > 0:
@@ -269,11 +299,11 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
         x0 = self.process.ddim_x0_between(x_t, x_prev, t)
         return x_t.reshape(m, levels - 1, *states.shape[2:]), x0.reshape(m, levels - 1, *states.shape[2:])
 
-    def _trajectory_loss(self, net: nn.Module, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of every step's x_0 prediction on the teacher's states ([B, T, ...] each)."""
+    def _trajectory_loss(self, net: nn.Module, x_t: torch.Tensor, x0: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Mean squared error of every step's x_0 prediction on the teacher's states ([B, T, ...] each; z [B, K])."""
         b, steps = x_t.shape[0], x_t.shape[1]
         t = torch.arange(1, steps + 1, device=x_t.device).repeat(b)  # [B * T]
-        pred = net(x_t.flatten(0, 1), t, None)
+        pred = net(x_t.flatten(0, 1), t, None if z is None else z.repeat_interleave(steps, dim=0))
         return F.mse_loss(pred, x0.flatten(0, 1))
 
     # ---- sampling and weights -------------------------------------------------------------------
@@ -297,13 +327,14 @@ class DistillModel(ModuleWeights, SteppedModel, GenerativeModel):
         steps = self.config.num_steps
         noise = NoiseSource(request.seeds, self.device)
         x_T = noise.randn(*self.config.sample_shape)  # [N, ...]
-        return FewStepTrajectory(request, noise, x_T, steps, 0, self._move, self._output, result_is_x0=True)
+        return FewStepTrajectory(request, noise, x_T, steps, 0, self._move, self._output, result_is_x0=True,
+                                 fixed_z=self.student_z(x_T))
 
     def _move(self, x0: torch.Tensor, x: torch.Tensor, t: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         return self.process.ddim_step(x0, x, t) if int(t[0]) > 1 else x  # as run_student does
 
     def network_pass(self, x: torch.Tensor, t: torch.Tensor, conds: list[Any], rows: list[int]) -> torch.Tensor:
-        return self.G_ema(x, t, None)  # [R, ...] x_0 predictions
+        return self.G_ema(x, t, concat_z(conds))  # [R, ...] x_0 predictions
 
     def _modules(self) -> dict[str, nn.Module]:
         """``G.*``, ``D.*`` (to resume training), ``G_ema.*`` (sampled from); no teacher weights."""

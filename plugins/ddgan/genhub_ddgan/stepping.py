@@ -18,13 +18,16 @@ Move = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, NoiseSource], torch.T
 
 class FewStepTrajectory(Trajectory):
     """One request's chain. ``z_dim`` > 0 draws a fresh z per sample and step (after x_T, before the step's noise);
-    ``result_is_x0``: the result is the last x_0 prediction (a distilled student), else the last x_t."""
+    ``result_is_x0``: the result is the last x_0 prediction (a distilled student), else the last x_t; ``fixed_z``
+    [N, K]: the z of every step instead (a student's class, drawn from x_T; with z_dim 0)."""
 
     def __init__(self, request: SampleRequest, noise: NoiseSource, x_T: torch.Tensor, steps: int, z_dim: int,
-                 move: Move, output: Callable[[torch.Tensor], torch.Tensor], result_is_x0: bool = False) -> None:
+                 move: Move, output: Callable[[torch.Tensor], torch.Tensor], result_is_x0: bool = False,
+                 fixed_z: torch.Tensor | None = None) -> None:
         self.request, self.noise, self.x, self.x0 = request, noise, x_T, x_T
         self.total, self.done = steps, 0
         self.z_dim, self.move, self.output, self.result_is_x0 = z_dim, move, output, result_is_x0
+        self.fixed_z = fixed_z
         self._z: torch.Tensor | None = None  # drawn once per step, kept until the step is taken
 
     @property
@@ -37,7 +40,7 @@ class FewStepTrajectory(Trajectory):
     def pass_input(self) -> PassInput:
         if self.z_dim and self._z is None:
             self._z = self.noise.randn(self.z_dim)  # [N, z_dim]
-        return PassInput(self.x, self._t(), self._z)
+        return PassInput(self.x, self._t(), self._z if self.fixed_z is None else self.fixed_z)
 
     def advance(self, output: torch.Tensor) -> StepEvent:
         self.x0 = output

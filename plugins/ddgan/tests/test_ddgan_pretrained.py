@@ -30,7 +30,7 @@ def test_shipped_model_draws_recognisable_digits(hub: Hub, name: str) -> None:
     samples = hub.generate(name, SampleRequest.from_seed(0, 200), log=False).samples
     assert samples.shape == (200, 1, 16, 16)
     confidence, per_class = load_classifier(version.dataset).recognisability(samples)
-    assert confidence >= 0.8  # the shipped DDPM scores 0.94, these 0.94 and 0.92
+    assert confidence >= 0.8  # the shipped DDPM scores 0.94, these 0.94 and 0.98 (the student before: 0.92)
     assert min(per_class) >= 1
 
 
@@ -41,6 +41,17 @@ def test_shipped_ddgan_digits_holds_its_frechet_distance(hub: Hub) -> None:
     samples = draw_samples(model, 297, seed=0, sampler=None, steps=None)
     fd = image_set_scores(samples, hub.dataset("digits16", "test"), load_classifier("digits16"), 0, None)["fd"]
     assert fd < 43.0
+
+
+def test_shipped_distilled_digits_student_holds_its_frechet_distance(hub: Hub) -> None:
+    # Issue #16: within 1.5x the FD of DDPM DDIM-50 (27.2), i.e. <= 40.8. As shipped 27.6 over 3 x 297 samples
+    # (seeds 0-2: 21.1, 23.5, 38.2), from the teacher's class-conditional samples (teacher_classes=10); the checkpoint
+    # before it, taught by the teacher's null class, 48.0 on seed 0 (49.9 over three).
+    model = hub.load("distill-digits").model
+    assert model.config.teacher_classes == 10
+    samples = draw_samples(model, 297, seed=0, sampler=None, steps=None)
+    fd = image_set_scores(samples, hub.dataset("digits16", "test"), load_classifier("digits16"), 0, None)["fd"]
+    assert fd < 24.0
 
 
 def test_students_record_their_shipped_teachers(hub: Hub) -> None:

@@ -147,3 +147,34 @@ def test_trajectory_targets_follow_the_teachers_ddim_chain(hub: Hub) -> None:
     t = torch.tensor([1, 2]).repeat(16)
     landed = model.process.ddim_step(x0.flatten(0, 1), x_t.flatten(0, 1), t).reshape(16, 2, 2)
     torch.testing.assert_close(landed, states[:, :2] / model.config.data_scale, rtol=1e-4, atol=1e-4)
+
+
+def test_a_class_conditional_teachers_pairs_ask_for_the_class_each_noise_draws(hub: Hub) -> None:
+    # teacher_classes: each x_T gets a class c(x_T), every class equally likely; the teacher is asked for that class
+    # (not its null class, which learns from only the class-dropout share of the data) and the student sees c as z
+    options = TrainOptions(steps=2, batch_size=8, seed=0)
+    hub.train("ddpm", "digits16", model_name="teacher", options=options,
+              config_overrides={"base_channels": 8, "channel_mults": [1], "num_timesteps": 20,
+                                                          "default_steps": 10})
+    student = hub.train("distill", "digits16", model_name="student", options=options, parent="teacher",
+                        config_overrides={"num_pairs": 24, "teacher_steps": 3, "base_channels": 8, "channel_mults": [1, 2],
+                                          "emb_dim": 16, "teacher_classes": 10})
+    model, teacher = hub.load("student").model, hub.load("teacher").model
+    assert student.config["teacher_classes"] == 10 and DistillConfig().teacher_classes == 0  # old checkpoints: 0
+    counts = torch.bincount(model.noise_classes(torch.randn(5000, 1, 16, 16)), minlength=10)
+    assert counts.min() > 400 and counts.max() < 600  # 500 each expected
+    x_T, samples, _ = model.teacher_pairs(teacher)
+    classes = model.noise_classes(x_T)
+    seeds = per_sample_seeds(model.config.pair_seed, 24)
+    asked = teacher.sample(SampleRequest(seeds=seeds, sampler="ddim", steps=3, class_labels=classes.tolist()))
+    torch.testing.assert_close(samples, asked)
+    null = teacher.sample(SampleRequest(seeds=seeds, sampler="ddim", steps=3))
+    assert not torch.allclose(samples, null)  # a conditional request, not the null class
+    # sampling: the class comes from each seed's own x_T, so a seed alone draws what it draws in a batch
+    batch = hub.generate("student", SampleRequest(seeds=SEEDS), log=False).samples
+    alone = hub.generate("student", SampleRequest(seeds=SEEDS[2:]), log=False).samples
+    torch.testing.assert_close(alone[0], batch[2], rtol=0, atol=1e-5)
+    z = model.student_z(x_T)
+    assert z is not None and torch.equal(z.argmax(dim=1), classes) and torch.equal(z.sum(dim=1), torch.ones(24))
+    with pytest.raises(InvalidArgument, match="teacher_classes"):
+        DistillConfig(**{**TINY, "teacher_classes": 3})  # more classes than values in a 2D x_T
