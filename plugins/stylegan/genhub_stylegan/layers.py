@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hub.layers import encoded_width, fourier_encode
+
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through leaky ReLU(0.2)
 
 
@@ -144,12 +146,16 @@ class ToOutput(nn.Module):
 class MappingNetwork(nn.Module):
     """z -> w: normalise z to the unit sphere (times sqrt(dim)), then an MLP trained at lr_mul x the learning rate.
 
-    Tracks ``w_avg``, a moving average of w over training, the centre that truncation pulls towards.
+    Tracks ``w_avg``, a moving average of w over training, the centre that truncation pulls towards. With
+    ``fourier_octaves`` > 0 the MLP also sees sin/cos of the normalised z (hub.layers.fourier_encode): periodic
+    features make a nearly piecewise-constant z -> mode map (a grid of separated modes) easier to express.
     """
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float = 0.01, w_avg_beta: float = 0.995) -> None:
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float = 0.01, w_avg_beta: float = 0.995,
+                 fourier_octaves: int = 0) -> None:
         super().__init__()
-        dims = [z_dim] + [w_dim] * num_layers
+        self.octaves = fourier_octaves
+        dims = [encoded_width(z_dim, fourier_octaves)] + [w_dim] * num_layers
         self.layers = nn.Sequential(*(EqualLinear(a, b, lr_mul=lr_mul, activate=True) for a, b in zip(dims, dims[1:])))
         self.z_dim = z_dim
         self.w_avg_beta = w_avg_beta
@@ -160,7 +166,7 @@ class MappingNetwork(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"mapping network expects z [N, {self.z_dim}], got shape {tuple(z.shape)}")
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
-        w = self.layers(z)
+        w = self.layers(fourier_encode(z, self.octaves))
         if track_w_avg:
             with torch.no_grad():
                 self.w_avg.lerp_(w.detach().mean(dim=0), 1.0 - self.w_avg_beta)

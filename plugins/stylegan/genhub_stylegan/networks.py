@@ -209,11 +209,11 @@ class PointDiscriminator(nn.Module):
 def build_style_networks(
     sample_shape: tuple[int, ...], *, z_dim: int, w_dim: int, mapping_layers: int, mapping_lr_mul: float,
     w_avg_beta: float, channel_base: int, channel_max: int, width: int, num_layers: int, mbstd_group: int,
-    d_fourier_octaves: int = 0, pack: int = 1,
+    d_fourier_octaves: int = 0, pack: int = 1, g_fourier_octaves: int = 0,
 ) -> tuple[StyleGenerator, nn.Module]:
     """(generator, discriminator) for [C, H, W] images or [D] points (``d_fourier_octaves``: points only; ``pack``:
-    samples D judges at once)."""
-    mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
+    samples D judges at once; ``g_fourier_octaves``: the mapping network also sees sin/cos of z)."""
+    mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta, g_fourier_octaves)
     if len(sample_shape) == 1:
         dim = sample_shape[0]
         return (StyleGenerator(mapping, PointSynthesis(dim, w_dim, width, num_layers)),

@@ -55,6 +55,7 @@ class StyleGANConfig(ModelConfig):
     num_layers: int = 4  # points: modulated layers in G, hidden layers in D
     mbstd_group: int = 4  # discriminator minibatch-std group size
     d_fourier_octaves: int = 0  # points: D also sees sin/cos of the coordinates at 2^0..2^(k-1) (hub.layers); 0: raw
+    g_fourier_octaves: int = 0  # the mapping network also sees sin/cos of the normalised z at 2^0..2^(k-1); 0: raw z
     pack: int = 1  # PacGAN: D judges this many samples at once (the batch size must be a multiple); 1: one at a time
     r1_gamma: float = 0.1  # R1 weight; 0 disables it
     r1_interval: int = 16  # lazy R1: every k-th discriminator step
@@ -77,8 +78,9 @@ class StyleGANConfig(ModelConfig):
             raise InvalidArgument("sample_shape", f"need [C, R, R] images or [D] points, got {list(self.sample_shape)}")
         self.check_at_least_one("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "width", "num_layers",
                                 "mbstd_group", "r1_interval")
-        if not 0 <= self.d_fourier_octaves <= 16:
-            raise InvalidArgument("d_fourier_octaves", f"must be between 0 and 16, got {self.d_fourier_octaves}")
+        for name in ("d_fourier_octaves", "g_fourier_octaves"):
+            if not 0 <= getattr(self, name) <= 16:
+                raise InvalidArgument(name, f"must be between 0 and 16, got {getattr(self, name)}")
         if not 1 <= self.pack <= MAX_PACK:
             raise InvalidArgument("pack", f"must be between 1 (no packing) and {MAX_PACK}, got {self.pack}")
         if not 0 < self.mapping_lr_mul <= 1:
@@ -104,7 +106,7 @@ class StyleGANModel(ModuleWeights, GenerativeModel):
                 cfg.sample_shape, z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_layers=cfg.mapping_layers,
                 mapping_lr_mul=cfg.mapping_lr_mul, w_avg_beta=cfg.w_avg_beta, channel_base=cfg.channel_base,
                 channel_max=cfg.channel_max, width=cfg.width, num_layers=cfg.num_layers, mbstd_group=cfg.mbstd_group,
-                d_fourier_octaves=cfg.d_fourier_octaves, pack=cfg.pack,
+                d_fourier_octaves=cfg.d_fourier_octaves, pack=cfg.pack, g_fourier_octaves=cfg.g_fourier_octaves,
             )
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.train_steps = 0

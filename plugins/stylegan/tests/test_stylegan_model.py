@@ -221,6 +221,17 @@ def test_point_discriminator_can_see_fourier_features_and_old_configs_keep_raw_c
         StyleGANConfig(**TINY_POINTS, d_fourier_octaves=17)
 
 
+def test_the_mapping_network_can_see_fourier_features_of_z_and_old_configs_keep_raw_z() -> None:
+    assert StyleGANConfig.from_json(json.dumps({"sample_shape": [2]})).g_fourier_octaves == 0  # shipped configs
+    raw = StyleGANFamily().build(StyleGANConfig(**TINY_POINTS), context())
+    assert raw.G.mapping.layers[0].weight.shape[1] == 4  # z_dim: the unchanged default network
+    model = trained(StyleGANFamily().build(StyleGANConfig(**TINY_POINTS, g_fourier_octaves=3), context()), "grid", 2)
+    assert model.G.mapping.layers[0].weight.shape[1] == 4 * (1 + 2 * 3)  # z, then sin and cos at 3 octaves each
+    assert torch.isfinite(model.G(torch.randn(8, 4))).all()
+    with pytest.raises(InvalidArgument, match="g_fourier_octaves"):
+        StyleGANConfig(**TINY_POINTS, g_fourier_octaves=-1)
+
+
 @pytest.mark.parametrize("overrides", [TINY_IMAGES, TINY_POINTS], ids=["images", "points"])
 def test_a_packing_discriminator_judges_samples_together_and_trains(overrides: dict) -> None:
     assert StyleGANConfig.from_json(json.dumps({"sample_shape": [2]})).pack == 1  # shipped configs: one at a time
