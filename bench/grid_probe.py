@@ -4,6 +4,7 @@
     python bench/grid_probe.py stylegan --steps 3000 --lr 2e-3 --set d_lr_ratio=4 --set r1_gamma=0.01
     python bench/grid_probe.py ddgan --steps 12000 --lr 2e-3 --set data_scale=0.25 --every 2000
     python bench/grid_probe.py stylegan --direct --set mapping_lr_mul=1   # G alone, no D: a capacity check
+    python bench/grid_probe.py stylegan --staircase --set mapping_lr_mul=1 --set g_fourier_octaves=6  # a stricter one
 
 Trains like ``genhub train FAMILY -d gmm-grid25`` (same config defaults, ``--set`` overrides and seed) without
 registering anything, and every ``--every`` steps samples the EMA generator as ``genhub eval`` does (n samples,
@@ -92,6 +93,31 @@ def train_direct(model: torch.nn.Module, data: torch.Tensor, options: TrainOptio
     model.G.eval()
 
 
+def train_staircase(model: torch.nn.Module, centres: list, options: TrainOptions,
+                    progress: Callable[[TrainProgress], None]) -> None:
+    """A stricter capacity check for a stylegan: the generator alone regresses a fixed z -> mode map (the N(0, 1)
+    quintiles of the normalised z's first two coordinates pick the grid's column and row, 1/25 of z each) by MSE.
+    The map is the staircase a generator must draw; an MLP must make its steps sharp to put samples within 3 std."""
+    grid = torch.tensor(centres, dtype=torch.float32)
+    xs, ys = grid[:, 0].unique(), grid[:, 1].unique()
+    edges = torch.distributions.Normal(0.0, 1.0).icdf(torch.arange(1, len(xs)) / len(xs))
+    opt = torch.optim.Adam(model.G.parameters(), lr=options.learning_rate, betas=(0.0, 0.99))
+    torch.manual_seed(options.seed)
+    model.G.train()
+    for step in range(1, options.steps + 1):
+        z = torch.randn(options.batch_size, model.config.z_dim)
+        zn = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # what the mapping network sees
+        target = torch.stack([xs[torch.bucketize(zn[:, 0].contiguous(), edges)],
+                              ys[torch.bucketize(zn[:, 1].contiguous(), edges)]], dim=1)
+        loss = (model.G(z) - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model._after_step()
+        progress(TrainProgress(step, options.steps, float(loss.detach())))
+    model.G.eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", help="stylegan, gan or ddgan")
@@ -105,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="gmm-grid25")
     parser.add_argument("--direct", action="store_true", help="no D: fit G alone by the sliced Wasserstein distance "
                                                                 "(loss column: SWD; D columns: the untrained D's)")
+    parser.add_argument("--staircase", action="store_true", help="stylegan, no D: G alone regresses a fixed z -> mode "
+                                                                   "map by MSE (loss column: MSE), a stricter capacity check")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.overrides)}
@@ -146,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         options = TrainOptions(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
         if args.direct:
             train_direct(model, train.data, options, on_progress)
+            return
+        if args.staircase:
+            train_staircase(model, centres, options, on_progress)
             return
         result = model.train(train, options, on_progress)
         d, g = result.extra.get("d_losses", []), result.extra.get("g_losses", [])
