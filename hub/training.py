@@ -3,6 +3,8 @@
 - ``check_options`` / ``check_dataset``: TrainOptions in range; a dataset of the model's shape and size.
 - ``index_batches``: endless batches of indices over shuffled epochs; ``optimizer_step``: backward, clip, step.
 - ``ema_decay_at`` / ``ema_update``: an exponential moving average of weights, with warm-up.
+- ``lr_at``: a learning rate with linear warm-up and a decay to zero at the end of the run (``LR_DECAYS``).
+- ``min_snr_weight``: Min-SNR-gamma loss weights of diffusion timesteps (Hang et al. 2023).
 - ``LossLog``: mean losses per logging interval, reported as progress; stops on a non-finite loss.
 - ``modules_state_dict`` / ``load_modules_state_dict`` and the ``ModuleWeights`` mixin: several modules saved as one
   flat ``prefix.key`` dict (what safetensors stores), loaded back with errors that name the difference.
@@ -89,6 +91,36 @@ def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
         e.lerp_(p.detach(), 1.0 - decay)
     for e, b in zip(ema.buffers(), live.buffers()):
         e.copy_(b)
+
+
+LR_DECAYS = ("constant", "linear", "cosine")  # how lr_at falls from the base rate after the warm-up (constant: not at all)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 0, decay: str = "constant") -> float:
+    """The learning rate of step ``step`` (1-based) of ``total``: linear warm-up over ``warmup`` steps, then ``decay``
+    from ``base`` to zero at ``total`` (constant: ``base`` throughout, as every family trained before these options)."""
+    if decay not in LR_DECAYS:
+        raise InvalidArgument("lr_decay", f"{decay!r} is not one of {list(LR_DECAYS)}")
+    if step <= warmup:
+        return base * step / warmup
+    if decay == "constant" or total <= warmup:
+        return base
+    done = (step - warmup) / (total - warmup)  # in (0, 1]: the last step trains at (almost) zero
+    return base * (1.0 - done if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * done)))
+
+
+def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Per-sample loss weights [N] of Min-SNR-gamma (Hang et al. 2023): the x0-space weight min(SNR_t, gamma),
+    rewritten for the network's target (epsilon: / SNR; v_prediction: / (SNR + 1); sample: as is). Low-noise steps,
+    whose large SNR otherwise dominates the gradient, are capped, which the paper reports converges about 3x faster."""
+    abar = alphas_cumprod.to(t.device)[t].to(torch.float32)
+    snr = abar / (1.0 - abar)
+    capped = snr.clamp(max=gamma)
+    if prediction_type == "epsilon":
+        return capped / snr
+    if prediction_type == "v_prediction":
+        return capped / (snr + 1.0)
+    return capped
 
 
 GAN_HINT = " or raise r1_gamma"  # LossLog hint for adversarial training

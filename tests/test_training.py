@@ -24,6 +24,8 @@ from hub.training import (
     g_loss_nonsaturating,
     index_batches,
     load_modules_state_dict,
+    lr_at,
+    min_snr_weight,
     modules_state_dict,
     optimizer_step,
     r1_penalty,
@@ -61,6 +63,27 @@ def test_ema_power_sets_how_much_of_the_run_is_averaged() -> None:
             ema_update(ema, live, ema_decay_at(step, 0.9999, power=0.0))
     assert ema.weight.detach().item() == pytest.approx(n * (n + 1) / 2 / (n + 2))
     assert ema_decay_at(10**6, 0.999, power=0.0) == 0.999  # the cap still holds
+
+
+def test_lr_warms_up_linearly_then_decays_to_zero_at_the_last_step() -> None:
+    assert [lr_at(s, 10, 1.0) for s in (1, 5, 10)] == [1.0, 1.0, 1.0]  # the default: constant, as before
+    assert [lr_at(s, 10, 2.0, warmup=4) for s in (1, 2, 4, 5, 10)] == [0.5, 1.0, 2.0, 2.0, 2.0]
+    assert lr_at(4, 10, 2.0, warmup=4, decay="cosine") == 2.0 and lr_at(10, 10, 2.0, warmup=4, decay="cosine") == 0.0
+    assert lr_at(7, 10, 2.0, warmup=4, decay="cosine") == pytest.approx(1.0)  # halfway through the decay
+    assert lr_at(7, 10, 2.0, warmup=4, decay="linear") == pytest.approx(1.0)
+    assert lr_at(6, 10, 2.0, warmup=4, decay="cosine") > lr_at(6, 10, 2.0, warmup=4, decay="linear")
+    with pytest.raises(InvalidArgument) as err:
+        lr_at(1, 10, 1.0, decay="step")
+    assert err.value.field == "lr_decay"
+
+
+def test_min_snr_weights_cap_the_low_noise_steps_for_each_target() -> None:
+    abar = torch.tensor([0.99, 0.5, 0.01], dtype=torch.float64)  # SNR 99, 1, 1/99
+    t = torch.tensor([0, 1, 2])
+    eps = min_snr_weight(abar, t, 5.0, "epsilon")
+    assert torch.allclose(eps, torch.tensor([5 / 99, 1.0, 1.0]))  # only SNR above gamma is down-weighted
+    assert torch.allclose(min_snr_weight(abar, t, 5.0, "v_prediction"), torch.tensor([5 / 100, 1 / 2, (1 / 99) / (1 / 99 + 1)]))
+    assert torch.allclose(min_snr_weight(abar, t, 5.0, "sample"), torch.tensor([5.0, 1.0, 1 / 99]))
 
 
 def test_loss_log_reports_interval_means_and_stops_on_a_non_finite_loss() -> None:

@@ -10,7 +10,7 @@ from hub.model import GenerativeModel
 
 if TYPE_CHECKING:
     from hub.engine.engine import Engine
-    from hub.server.services import HubThread
+    from hub.engine.hub_thread import HubThread
 
 
 def model_bytes(model: GenerativeModel) -> int:

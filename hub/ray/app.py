@@ -57,7 +57,8 @@ from hub.engine.models import ModelCache, load_through_cache
 from hub.inference import grpc_predict_v2_pb2 as oip
 from hub.server import inference_codec as codec
 from hub.server.inference_codec import Signature, signature
-from hub.server.services import HubThread, RegistryService, Resolver, engine_job, generate_response, record_generations, target
+from hub.engine.hub_thread import HubThread
+from hub.server.services import RegistryService, Resolver, engine_job, generate_response, record_generations, target
 from hub.server.status import status_for
 from hub.v1 import generation_pb2
 

@@ -32,7 +32,8 @@ from hub.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from hub.server.auth import Authenticator, AuthInterceptor
 from hub.server.inference_codec import SERVICE_NAME as INFERENCE_SERVICE_NAME
 from hub.server.inference_service import InferenceService
-from hub.server.services import GenerationService, HubThread, RegistryService, Resolver
+from hub.engine.hub_thread import HubThread
+from hub.server.services import GenerationService, RegistryService, Resolver
 from hub.server.health import Health
 from hub.server.status import DomainErrorInterceptor
 from hub.tls import ServerTls, check_exposure

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator
 
 from grpc import aio
 
 from hub.cards import render_card
 from hub.core import Hub, model_key
 from hub.engine import Engine, EngineOptions, Job, Latest
+from hub.engine.hub_thread import HubThread
 from hub.engine.models import ModelCache, load_through_cache
 from hub import metrics as series
 from hub.errors import InvalidArgument
@@ -26,22 +26,7 @@ from hub.registry.refs import parse_ref
 from hub.server import convert
 from hub.v1 import generation_pb2, generation_pb2_grpc, registry_pb2, registry_pb2_grpc
 
-T = TypeVar("T")
 COST_TAG = "serve.max_request_cost="
-
-
-class HubThread:
-    """One thread for everything that touches the registry or loads weights."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genhub-registry")
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
 
 
 class Resolver:

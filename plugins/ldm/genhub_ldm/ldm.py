@@ -29,7 +29,8 @@ from hub.errors import FailedPrecondition, InvalidArgument
 from hub.model import (BuildContext, Capabilities, GenerativeModel, ModelConfig, ModelFamily, NoiseSource, SampleCost,
                        SampleRequest,
                        StepCallback, StepEvent, TrainOptions, TrainProgress, TrainResult)
-from hub.training import LossLog, ModuleWeights, check_options, ema_decay_at, ema_update, index_batches, optimizer_step
+from hub.training import (LR_DECAYS, LossLog, ModuleWeights, check_options, ema_decay_at, ema_update, index_batches, lr_at,
+                          min_snr_weight, optimizer_step)
 from hub.sampling import PREDICTION_TYPES
 from hub.stepping import DiffusionTrajectory, SteppedModel
 
@@ -65,6 +66,9 @@ class LDMConfig(ModelConfig):
     prediction_type: str = "epsilon"
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting (Hang et al. 2023; 5 in the paper); 0: plain MSE
+    lr_warmup: int = 0  # steps of linear learning-rate warm-up from 0
+    lr_decay: str = "constant"  # after the warm-up: one of LR_DECAYS, down to 0 at the run's last step
     default_sampler: str = "ddim"
     default_steps: int = 50
     default_guidance: float = 3.0  # used when a request is conditioned and names no guidance_scale
@@ -92,6 +96,12 @@ class LDMConfig(ModelConfig):
             raise InvalidArgument("default_steps", f"must be between 1 and num_timesteps={self.num_timesteps}, got {self.default_steps}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InvalidArgument("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        if not self.snr_gamma >= 0.0:
+            raise InvalidArgument("snr_gamma", f"must be >= 0 (0: off), got {self.snr_gamma}")
+        if self.lr_warmup < 0:
+            raise InvalidArgument("lr_warmup", f"must be >= 0 steps, got {self.lr_warmup}")
+        if self.lr_decay not in LR_DECAYS:
+            raise InvalidArgument("lr_decay", f"{self.lr_decay!r} is not one of {list(LR_DECAYS)}")
 
 
 class Denoiser(nn.Module):
@@ -190,8 +200,16 @@ class LDMModel(ModuleWeights, SteppedModel, GenerativeModel):
             x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
             context, mask = self.net.text(prompts)
             pred = self.net(self.process.add_noise(x0, noise, t), t, context, mask)
-            loss = F.mse_loss(pred, self.process.target(x0, noise, t))
-            log.add(step, options.learning_rate, loss=float(loss.detach()))  # a non-finite loss stops before the update
+            target = self.process.target(x0, noise, t)
+            if cfg.snr_gamma > 0:
+                weight = min_snr_weight(self.process.alphas_cumprod, t, cfg.snr_gamma, cfg.prediction_type)
+                loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
+            else:
+                loss = F.mse_loss(pred, target)
+            lr = lr_at(step, options.steps, options.learning_rate, cfg.lr_warmup, cfg.lr_decay)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            log.add(step, lr, loss=float(loss.detach()))  # a non-finite loss stops before the update
             optimizer_step(opt, loss, self.net.parameters(), cfg.grad_clip)
             self.train_steps += 1
             assert self.ema is not None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hub.core import Hub
+from hub.datasets import Dataset
 from hub.errors import InvalidArgument, NotFound
 from hub.model import SampleRequest, StepEvent, TrainOptions
 
@@ -114,3 +115,34 @@ def test_the_text_encoder_is_chosen_by_name(trained: tuple[Hub, str, str]) -> No
     with pytest.raises(NotFound, match="no text encoder named 'bert'.*chargram.*vocab"):
         hub.train("ldm", "shapes", model_name="ldm-bert", parent=vae_ref, options=TrainOptions(steps=1, batch_size=4),
                   config_overrides={**TINY_LDM, "text_encoder": "bert"})
+
+
+
+def _net_weights(hub: Hub, vae_ref: str, steps: int, lr: float, **overrides: object) -> dict[str, torch.Tensor]:
+    """The trained net of a tiny ldm on 32 shapes (encoding the whole split would cost most of the test)."""
+    full = hub.dataset("shapes")
+    few = Dataset(name=full.name, split=full.split, data=full.data[:32], labels=full.labels[:32], class_names=full.class_names)
+    _, model = hub.build("ldm", {**TINY_LDM, "autoencoder": vae_ref, "class_names": full.class_names, **overrides})
+    model.train(few, TrainOptions(steps=steps, batch_size=8, learning_rate=lr))
+    return {k: v for k, v in model.state_dict().items() if k.startswith("net.")}
+
+
+def test_min_snr_weighting_and_the_lr_schedule_change_training_only_when_set(trained: tuple[Hub, str, str]) -> None:
+    hub, vae_ref, ref = trained
+    assert {k: hub.resolve(ref).config[k] for k in ("snr_gamma", "lr_warmup", "lr_decay")} == {
+        "snr_gamma": 0.0, "lr_warmup": 0, "lr_decay": "constant"}  # the defaults: plain MSE at a constant rate, as before
+    plain = _net_weights(hub, vae_ref, 2, 1e-3)
+    # a gamma above every timestep's SNR (at most ~1e4 here) weighs all alike: the plain loss again
+    uncapped = _net_weights(hub, vae_ref, 2, 1e-3, snr_gamma=1e6)
+    capped = _net_weights(hub, vae_ref, 2, 1e-3, snr_gamma=1.0)
+    assert all(torch.allclose(plain[k], uncapped[k], atol=1e-6) for k in plain)
+    assert not all(torch.allclose(plain[k], capped[k], atol=1e-6) for k in plain)
+    # linear decay over 2 steps: step 1 at half the rate, step 2 at zero, so the same net as 1 step at half the rate
+    decayed = _net_weights(hub, vae_ref, 2, 1e-3, lr_decay="linear")
+    half = _net_weights(hub, vae_ref, 1, 5e-4)
+    assert all(torch.allclose(decayed[k], half[k], atol=1e-6) for k in half)
+    assert not all(torch.allclose(plain[k], half[k], atol=1e-6) for k in half)
+    for bad, field in (({"snr_gamma": -1.0}, "snr_gamma"), ({"lr_decay": "step"}, "lr_decay"), ({"lr_warmup": -5}, "lr_warmup")):
+        with pytest.raises(InvalidArgument) as err:
+            _net_weights(hub, vae_ref, 1, 1e-3, **bad)
+        assert err.value.field == field
