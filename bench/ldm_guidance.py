@@ -2,6 +2,7 @@
 
     python bench/ldm_guidance.py                                  # ldm-shapes, guidance 1, 1.5, 2, 3
     python bench/ldm_guidance.py --home H --ref ldm6k --guidance 1.5,3 --repeats 3
+    python bench/ldm_guidance.py --home H --ref ldm-shapes:1,ldm3k --guidance 3    # side by side, one floor
 
 One row per guidance scale: FD, precision and recall against the held-out split (classifier and random features,
 exactly as `genhub eval` measures them) and class agreement, each the mean of --repeats class-balanced sample
@@ -51,7 +52,7 @@ def print_row(label: str, figures: dict[str, str], seconds: float | None) -> Non
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="genhub home (default: a temporary one with the bundled models)")
-    parser.add_argument("--ref", default="ldm-shapes")
+    parser.add_argument("--ref", default="ldm-shapes", help="comma-separated refs on one dataset and autoencoder")
     parser.add_argument("--guidance", default="1,1.5,2,3", help="comma-separated guidance scales")
     parser.add_argument("-n", "--num-samples", type=int, default=480, help="per sample set (class-balanced)")
     parser.add_argument("--repeats", type=int, default=1, help="sample sets per row (seeds 0, 1, ...)")
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     scales = [float(g) for g in args.guidance.split(",") if g.strip()]
     seeds = list(range(args.repeats))
     with tempfile.TemporaryDirectory() as tmp, Hub.open(home=args.home or tmp) as hub:
-        version = hub.resolve(args.ref)
+        versions = [hub.resolve(ref.strip()) for ref in args.ref.split(",") if ref.strip()]
+        version = versions[0]
+        if len({v.dataset for v in versions}) > 1:
+            raise SystemExit(f"--ref: {[v.ref for v in versions]} were trained on different datasets; compare one at a time")
         model = hub.load(version.ref).model
         train, test = hub.dataset(version.dataset, "train"), hub.dataset(version.dataset, "test")
         classes = model.capabilities.num_classes
@@ -69,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{version.ref} is not class-conditional; guidance needs a conditional model")
         classifier = load_classifier(version.dataset)
         labels = balanced_labels(args.num_samples, classes)
-        print(f"{version.ref} on {version.dataset}: {args.num_samples} samples per set, {len(seeds)} set(s), "
-              f"sampler {model.capabilities.resolved(None, None)}")
+        print(f"{', '.join(v.ref for v in versions)} on {version.dataset}: {args.num_samples} samples per set, "
+              f"{len(seeds)} set(s), sampler {model.capabilities.resolved(None, None)}")
         print(f"{'':<28}" + "".join(f"{name:>16}" for name in FIGURES) + f"{'wall s':>9}")
         real = [train.data[balanced_subset(train.labels, args.num_samples, classes, seed)] for seed in seeds]
         print_row("real data (floor)", measured([image_set_scores(x, test, classifier, s, None)
@@ -80,13 +84,16 @@ def main(argv: list[str] | None = None) -> None:
             vae = autoencoder()
             print_row("its autoencoder's recon.", measured([image_set_scores(vae.reconstruct(x), test, classifier, s,
                                                                              None) for s, x in zip(seeds, real)]), None)
-        for scale in scales:
-            started, per_seed = time.perf_counter(), []
-            for seed in seeds:
-                samples = draw_samples(model, args.num_samples, seed=seed, sampler=None, steps=None, labels=labels,
-                                       chunk=120, guidance_scale=scale)
-                per_seed.append(image_set_scores(samples, test, classifier, seed, labels))
-            print_row(f"guidance {scale:g}", measured(per_seed), time.perf_counter() - started)
+        for v in versions:
+            model = hub.load(v.ref).model
+            for scale in scales:
+                started, per_seed = time.perf_counter(), []
+                for seed in seeds:
+                    samples = draw_samples(model, args.num_samples, seed=seed, sampler=None, steps=None, labels=labels,
+                                           chunk=120, guidance_scale=scale)
+                    per_seed.append(image_set_scores(samples, test, classifier, seed, labels))
+                label = f"guidance {scale:g}" if len(versions) == 1 else f"{v.ref} guidance {scale:g}"
+                print_row(label[:27], measured(per_seed), time.perf_counter() - started)
 
 
 if __name__ == "__main__":
