@@ -52,7 +52,7 @@ def print_row(label: str, figures: dict[str, str], seconds: float | None) -> Non
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="genhub home (default: a temporary one with the bundled models)")
-    parser.add_argument("--ref", default="ldm-shapes", help="comma-separated refs on one dataset and autoencoder")
+    parser.add_argument("--ref", default="ldm-shapes", help="comma-separated refs on one dataset")
     parser.add_argument("--guidance", default="1,1.5,2,3", help="comma-separated guidance scales")
     parser.add_argument("-n", "--num-samples", type=int, default=480, help="per sample set (class-balanced)")
     parser.add_argument("--repeats", type=int, default=1, help="sample sets per row (seeds 0, 1, ...)")
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         version = versions[0]
         if len({v.dataset for v in versions}) > 1:
             raise SystemExit(f"--ref: {[v.ref for v in versions]} were trained on different datasets; compare one at a time")
-        model = hub.load(version.ref).model
+        models = [hub.load(v.ref).model for v in versions]  # each loaded once
+        model = models[0]
         train, test = hub.dataset(version.dataset, "train"), hub.dataset(version.dataset, "test")
         classes = model.capabilities.num_classes
         if classes < 1:
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             vae = autoencoder()
             print_row("its autoencoder's recon.", measured([image_set_scores(vae.reconstruct(x), test, classifier, s,
                                                                              None) for s, x in zip(seeds, real)]), None)
-        for v in versions:
-            model = hub.load(v.ref).model
+        for v, model in zip(versions, models):
             for scale in scales:
                 started, per_seed = time.perf_counter(), []
                 for seed in seeds:
