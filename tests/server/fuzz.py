@@ -167,14 +167,20 @@ def _short(request: Any) -> str:
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and every process below it."""
+    return sum(rss_by_process(pid).values())
+
+
+def rss_by_process(pid: int) -> dict[str, int]:
+    """Resident memory of ``pid`` and of every process below it, by "pid command line"."""
     from tests.ray.conftest import descendants
 
-    total = 0
+    sizes = {}
     for p in {pid, *descendants(pid)}:
         try:
+            name = f"{p} {open(f'/proc/{p}/cmdline').read().replace(chr(0), ' ').strip()[:60]}"
             for line in open(f"/proc/{p}/status"):
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+                    sizes[name] = int(line.split()[1]) * 1024
         except OSError:
             continue
-    return total
+    return sizes
