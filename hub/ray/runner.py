@@ -102,3 +102,15 @@ def replicas(deployment: str, app: str = APP_NAME) -> int:
     if status is None or deployment not in status.deployments:
         return 0
     return int(status.deployments[deployment].replica_states.get("RUNNING", 0))
+
+
+def unsettled(app: str = APP_NAME) -> dict[str, str]:
+    """Deployments of ``app`` not yet at rest: not HEALTHY, or with a replica in any state but RUNNING (a replacement
+    starting, a scale-down stopping). Empty when every replica is up and none is coming or going."""
+    from ray import serve
+
+    status = serve.status().applications.get(app)
+    if status is None:
+        return {"(application)": "not deployed"}
+    return {name: f"{d.status}, replicas {dict(d.replica_states)}" for name, d in status.deployments.items()
+            if d.status != "HEALTHY" or set(d.replica_states) - {"RUNNING"}}

@@ -12,7 +12,7 @@ import ray
 from hub import errors
 from hub.client import Client
 from hub.ray.constants import APP_NAME, deployment_name
-from hub.ray.runner import replicas
+from hub.ray.runner import replicas, unsettled
 from tests.ray.conftest import KILL_MAX_ONGOING, KILL_MODEL, SCALE_MODEL
 from tests.server.harness import wait_for
 
@@ -100,5 +100,9 @@ def test_a_killed_replica_costs_only_its_requests_each_with_a_clear_status(ray_a
     assert len(load.failures) <= KILL_MAX_ONGOING, [str(f) for f in load.failures]
     for failure in load.failures:
         assert isinstance(failure, errors.Unavailable) and "retry" in str(failure), repr(failure)
+    # Serve replaces the killed replica: two running again, neither of them the killed one. Waiting here also keeps
+    # the replacement's start (a process of some 360 MiB) out of whatever a later test measures.
+    wait_for(lambda: len(set(replica_actor_names(deployment)) - {names[0]}) == 2 and replicas(deployment) == 2
+             and not unsettled(), timeout=120, what="Serve to replace the killed replica", every=0.5)
     with Client(ray_app, timeout=60) as client:  # and the model still serves afterwards
         assert client.generate(KILL_MODEL, seed=3, steps=2).samples.shape == (1, 1, 8, 8)

@@ -11,8 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hub import auth, errors
 from hub.client import Client
+from hub.ray.runner import unsettled
 from tests.server.fuzz import rss_by_process
-from tests.server.harness import IMAGE_MODEL, TinyHub
+from tests.server.harness import IMAGE_MODEL, TinyHub, wait_for
 from tests.server.test_fuzz import fuzz_all
 
 FUZZ_REQUESTS = int(os.environ.get("GENHUB_FUZZ_N_RAY", "40"))  # per method; each call crosses several processes
@@ -71,6 +72,9 @@ def test_the_grpc_proxy_listens_on_loopback_only(ray_app: str) -> None:
 
 def test_every_rpc_of_the_ingress_survives_random_well_typed_requests(ray_app: str, tiny: TinyHub) -> None:
     admin = auth.bearer_metadata(auth.read_tokens_file(auth.tokens_path(tiny.home))[auth.ADMIN])
+    # Measure requests, not Serve's own work: a replica that an earlier test killed and Serve is replacing, or a
+    # scale-down in progress, would count here as growth (a fresh replica is some 360 MiB).
+    wait_for(lambda: not unsettled(), timeout=120, what="every deployment to settle", every=0.5)
     fuzz_all(ray_app, admin, max(8, FUZZ_REQUESTS // 4), seed=11)  # warm-up: replicas load their models
     before = rss_by_process(os.getpid())
     seen = fuzz_all(ray_app, admin, FUZZ_REQUESTS, seed=12)
