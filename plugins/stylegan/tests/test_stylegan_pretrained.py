@@ -7,6 +7,7 @@ held-out accuracy 0.983): on 200 samples its mean top-class probability is at le
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +86,16 @@ def test_the_grid_stylegan_covers_the_modes_and_the_plain_gan_stays_the_collapsi
         assert hub.resolve("stylegan-grid25").config["z_dim"] == 2  # the recipe that works: a latent on a circle
     assert styled.modes_covered >= 21 and styled.high_quality_share >= 0.75
     assert plain.modes_covered <= 5
+
+
+def test_training_stylegan_on_points_builds_the_shipped_grid_recipe_by_default(home: Path) -> None:
+    # `genhub train stylegan -d gmm-grid25` without --set trains the networks that cover the grid, not the paper's
+    # settings that drew a blanket over it (0/25); steps, batch and lr are the card's command's options.
+    with Hub.open(home=home) as hub:
+        shipped = hub.resolve("stylegan-grid25").config
+        default = hub.parts.family("stylegan").default_config(hub.dataset("gmm-grid25", "train"))
+    assert json.loads(default.to_json()) == shipped
+    assert (default.z_dim, default.g_fourier_octaves, default.d_fourier_octaves, default.mapping_lr_mul) == (2, 6, 6, 1.0)
 
 
 def test_versions_sharing_weights_each_load_with_their_own_config(home: Path) -> None:
