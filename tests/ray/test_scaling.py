@@ -92,6 +92,8 @@ def test_a_killed_replica_costs_only_its_requests_each_with_a_clear_status(ray_a
         wait_for(lambda: load.ok > KILL_MAX_ONGOING, timeout=90, what="the load to reach both replicas")
         before = load.ok
         ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        # Serve notices (the deployment is not at rest until a replacement runs: seconds, it starts a process)
+        wait_for(lambda: deployment in unsettled(), timeout=60, what="the kill to show in unsettled()", every=0.2)
         # The survivor serves on: more answers than there are callers, so some were sent after the kill.
         wait_for(lambda: load.ok > before + CALLERS, timeout=90, what="answers from the surviving replica")
     finally:
